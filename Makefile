@@ -1,0 +1,49 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OPA = $(shell scripts/tools.sh opa)
+REGAL = $(shell scripts/tools.sh regal)
+
+.PHONY: help venv tools bundle run test test-policy test-python lint-policy fmt clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed  ## create the Python venv with pinned dependencies
+
+tools:  ## build the pinned opa and regal into the tools cache (first use only)
+	@scripts/tools.sh opa >/dev/null && scripts/tools.sh regal >/dev/null
+	@echo "opa:   $(OPA)"; echo "regal: $(REGAL)"
+
+bundle: venv  ## build policies/ into var/bundles (serve/ and archive/)
+	$(PY) -m bundles.build --out var/bundles
+
+run: venv tools  ## start OPA, bundle server, demo upstream and sidecar; Ctrl-C stops all
+	scripts/run.sh
+
+test-policy: tools  ## opa check --strict, opa fmt, regal lint, opa test --coverage
+	$(OPA) check --strict policies
+	@out=$$($(OPA) fmt --list policies); if [ -n "$$out" ]; then echo "not opa-fmt formatted (run: make fmt):"; echo "$$out"; exit 1; fi
+	$(REGAL) lint policies
+	$(OPA) test --coverage --format=json policies > var-coverage.json || { $(OPA) test -v policies; rm -f var-coverage.json; exit 1; }
+	@$(PY) -c 'import json,sys; c=json.load(open("var-coverage.json"))["coverage"]; print(f"policy line coverage: {c:.1f}%"); sys.exit(0 if c >= 90 else "coverage below 90%")'
+	@rm -f var-coverage.json
+
+test-python: venv tools  ## pytest (integration tests run the real opa)
+	LCR_OPA_BIN=$(OPA) $(PY) -m pytest
+
+test: venv test-policy test-python  ## everything CI runs
+
+fmt: tools  ## format the Rego in place
+	$(OPA) fmt --write policies
+
+clean:  ## remove the venv and local state (not the tools cache)
+	rm -rf $(VENV) var

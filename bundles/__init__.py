@@ -1,0 +1,1 @@
+"""Policy bundles: build `policies/` into a revisioned OPA bundle and archive it."""

@@ -1,0 +1,51 @@
+"""The application factory: settings, then resources, then routes. All wiring is here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+import audit_store
+
+from . import errors, settings
+from .policy import PolicyClient
+from .record import Services, audited_error, bp
+from .tokens import TokenVerifier
+from .upstream import FhirUpstream
+
+
+def create_app(test_config: dict[str, Any] | None = None, config_file: str | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(settings.load(config_file))
+    if test_config:
+        app.config.update(test_config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    app.extensions["lcr"] = Services(
+        tokens=TokenVerifier.from_settings(app.config),
+        policy=PolicyClient(app.config["OPA_URL"], float(app.config["OPA_TIMEOUT_SECONDS"])),
+        upstream=FhirUpstream(
+            app.config["UPSTREAM_URL"],
+            float(app.config["UPSTREAM_TIMEOUT_SECONDS"]),
+            int(app.config["UPSTREAM_MAX_BYTES"]),
+        ),
+        audit=audit_store.init_app(app),
+    )
+    app.register_blueprint(bp)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.errorhandler(NotFound)
+    def not_found(_: NotFound) -> Response:
+        return audited_error(f"http:{request.method}", errors.RouteNotFound())
+
+    @app.errorhandler(MethodNotAllowed)
+    def method_not_allowed(_: MethodNotAllowed) -> Response:
+        return audited_error(f"http:{request.method}", errors.MethodNotAllowed())
+
+    return app

@@ -1,0 +1,71 @@
+"""Patient identifiers from the request body: NHS number (Modulus 11) and date of birth.
+
+Both are required and both are checked before anything is asked or fetched; an invalid
+one is a 400, never a lookup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from . import errors
+
+# Spaces or hyphens only in the 3-3-4 places, as people type them.
+_NHS_NUMBER = re.compile(r"^(\d{3})[ -]?(\d{3})[ -]?(\d{4})$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+
+
+@dataclass(frozen=True)
+class PatientIdentifiers:
+    nhs_number: str  # 10 digits, no separators
+    dob: str  # YYYY-MM-DD
+
+    def as_input(self) -> dict[str, str]:
+        return {"nhs_number": self.nhs_number, "dob": self.dob}
+
+
+def nhs_number_check_digit_ok(digits: str) -> bool:
+    """Modulus 11 per the NHS Data Dictionary: check 11 → 0, check 10 → never issued."""
+    total = sum(int(d) * w for d, w in zip(digits[:9], _WEIGHTS))
+    check = 11 - total % 11
+    if check == 11:
+        check = 0
+    return check != 10 and check == int(digits[9])
+
+
+def parse_nhs_number(value: object) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise errors.NhsNumberMissing()
+    if not isinstance(value, str):
+        raise errors.NhsNumberInvalid()
+    match = _NHS_NUMBER.match(value.strip())
+    if not match:
+        raise errors.NhsNumberInvalid()
+    digits = "".join(match.groups())
+    if not nhs_number_check_digit_ok(digits):
+        raise errors.NhsNumberInvalid()
+    return digits
+
+
+def parse_dob(value: object, today: dt.date, max_age_years: int) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise errors.DobMissing()
+    if not isinstance(value, str) or not _ISO_DATE.match(value.strip()):
+        raise errors.DobInvalid()
+    try:
+        dob = dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise errors.DobInvalid() from None
+    if dob > today:
+        raise errors.DobInFuture()
+    if today.year - dob.year > max_age_years:
+        raise errors.DobTooOld()
+    return dob.isoformat()
+
+
+def format_nhs_number(digits: str) -> str:
+    """Display form, 943 476 5919."""
+    return f"{digits[:3]} {digits[3:6]} {digits[6:]}"

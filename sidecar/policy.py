@@ -1,0 +1,105 @@
+"""The two questions the sidecar asks OPA (docs/decision-contract.md).
+
+Everything about who may see what lives in the Rego policies; this module only carries
+the question over and checks the answer has the agreed shape. Any failure — OPA down,
+slow, no policy loaded, an answer of the wrong shape — fails closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from opa_client.opa import OpaClient
+
+from . import errors
+
+DECISION_PACKAGE = "lcr.access"
+DECISION_RULE = "decision"
+REDACT_PACKAGE = "lcr.redact"
+REDACT_RULE = "result"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allow: bool
+    sections: list[str]
+    reasons: list[str]
+    revision: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Classification:
+    sections: list[str | None]
+    keep: list[bool]
+
+
+class PolicyClient:
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        # No retries: a slow OPA must cost one timeout, not three, and then fail closed.
+        self._client = OpaClient(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 8181,
+            ssl=parts.scheme == "https",
+            retries=0,
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._client.close_connection()
+
+    def _query(self, package: str, rule: str, input_data: dict[str, Any]) -> tuple[Any, str]:
+        try:
+            answer = self._client.query_rule(
+                input_data, package, rule, query_params={"provenance": "true"}
+            )
+        except (requests.RequestException, ValueError) as exc:
+            raise errors.PolicyUnavailable(f"{errors.PolicyUnavailable.message} ({type(exc).__name__})") from None
+        if not isinstance(answer, dict) or "result" not in answer:
+            # Undefined result: the policy bundle is not (yet) loaded.
+            raise errors.PolicyUnavailable("The access policy is not loaded; no record is shown.")
+        return answer["result"], _revision(answer)
+
+    def decide(self, input_data: dict[str, Any]) -> Decision:
+        result, revision = self._query(DECISION_PACKAGE, DECISION_RULE, input_data)
+        allow = result.get("allow") if isinstance(result, dict) else None
+        sections = result.get("sections") if isinstance(result, dict) else None
+        reasons = result.get("reasons") if isinstance(result, dict) else None
+        if (
+            not isinstance(allow, bool)
+            or not _strings(sections)
+            or not _strings(reasons)
+            or (allow and (reasons or not sections))
+        ):
+            raise errors.PolicyUnavailable("The access policy gave an answer of the wrong shape; no record is shown.")
+        return Decision(allow, sections, reasons, revision, result)
+
+    def classify(self, allowed_sections: list[str], patient_id: str, resources: list[dict[str, Any]]) -> Classification:
+        input_data = {"allowed_sections": allowed_sections, "patient_id": patient_id, "resources": resources}
+        result, _ = self._query(REDACT_PACKAGE, REDACT_RULE, input_data)
+        sections = result.get("sections") if isinstance(result, dict) else None
+        keep = result.get("keep") if isinstance(result, dict) else None
+        if (
+            not isinstance(sections, list)
+            or not isinstance(keep, list)
+            or len(sections) != len(resources)
+            or len(keep) != len(resources)
+            or not all(isinstance(k, bool) for k in keep)
+        ):
+            raise errors.PolicyUnavailable("The redaction policy gave an answer of the wrong shape; no record is shown.")
+        return Classification(sections, keep)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _revision(answer: dict[str, Any]) -> str:
+    bundles = (answer.get("provenance") or {}).get("bundles") or {}
+    if len(bundles) == 1:
+        return str(next(iter(bundles.values())).get("revision") or "unknown")
+    return ",".join(f"{name}@{b.get('revision', '')}" for name, b in sorted(bundles.items())) or "unknown"

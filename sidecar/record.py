@@ -1,0 +1,237 @@
+"""The care app's two endpoints, each one linear pipeline.
+
+record: verify caller → validate identifiers → decide → fetch → redact → audit → respond
+menu:   verify caller → validate identifiers → decide → match   →          audit → respond
+
+Every step is a named function that either fills in the `Access` or raises an
+`LcrError`. `_finish` is the one place where an outcome becomes a response, and it
+writes the audit row first on every path: no row, no response content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from audit_store import AuditEvent, AuditStore, AuditWriteError
+
+from . import errors, identifiers, redact
+from .identifiers import PatientIdentifiers
+from .outcome import operation_outcome
+from .policy import Decision, PolicyClient
+from .tokens import TokenVerifier
+from .upstream import FhirUpstream
+
+log = logging.getLogger("lcr.sidecar")
+bp = Blueprint("record", __name__)
+
+FHIR_JSON = "application/fhir+json"
+
+
+@dataclass
+class Access:
+    """What one request has established so far; becomes the audit row."""
+
+    event: AuditEvent
+    started: float
+    subject: dict[str, Any] | None = None
+    patient: PatientIdentifiers | None = None
+    requested: list[str] = field(default_factory=list)
+    decision: Decision | None = None
+    body: dict[str, Any] | None = None
+
+    @classmethod
+    def begin(cls, action: str) -> "Access":
+        # The decision id exists before any work, so every path can be audited under it.
+        now = dt.datetime.now(dt.timezone.utc)
+        event = AuditEvent(
+            decision_id=str(uuid.uuid4()),
+            time=now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            action=action,
+            client=request.remote_addr,
+        )
+        return cls(event=event, started=time.perf_counter())
+
+
+# -- the endpoints ---------------------------------------------------------------------
+
+
+@bp.post("/v1/record")
+def record() -> Response:
+    access = Access.begin("record.read")
+    try:
+        verify_caller(access)
+        validate_identifiers(access)
+        decide(access)
+        resources, patient_id = fetch(access)
+        access.body = redact_record(access, resources, patient_id)
+    except errors.LcrError as error:
+        return _finish(access, error)
+    return _finish(access, None)
+
+
+@bp.post("/v1/menu")
+def menu() -> Response:
+    access = Access.begin("menu.read")
+    try:
+        verify_caller(access)
+        validate_identifiers(access)
+        decide(access)
+        _services().upstream.find_patient(access.patient)  # type: ignore[arg-type]
+        access.body = {"record_available": True, "sections": access.decision.sections}  # type: ignore[union-attr]
+    except (errors.AccessDenied, errors.NoMatchingRecord) as error:
+        # The menu's question has an ordinary answer here: do not show the record.
+        access.body = {"record_available": False, "sections": [], "reason": error.code}
+        return _finish(access, None, outcome=error.outcome)
+    except errors.LcrError as error:
+        return _finish(access, error)
+    return _finish(access, None)
+
+
+# -- the steps -------------------------------------------------------------------------
+
+
+def verify_caller(access: Access) -> None:
+    subject = _services().tokens.verify(request.headers.get("Authorization"))
+    access.subject = subject
+    e = access.event
+    e.subject_id = subject.get("sub")
+    e.subject_name = subject.get("name")
+    e.care_service = subject.get("requesting_organization")
+    e.access_level = subject.get("lcr_access_level")
+    e.reason_for_request = subject.get("reason_for_request")
+
+
+def validate_identifiers(access: Access) -> None:
+    body = _json_body()
+    config = current_app.config
+    nhs_number = identifiers.parse_nhs_number(body.get("nhs_number"))
+    access.event.nhs_number = nhs_number
+    dob = identifiers.parse_dob(body.get("dob"), dt.date.today(), int(config["DOB_MAX_AGE_YEARS"]))
+    access.patient = PatientIdentifiers(nhs_number, dob)
+    sections = body.get("sections", [])
+    if not isinstance(sections, list) or not all(isinstance(s, str) and 0 < len(s) <= 64 for s in sections) or len(sections) > 64:
+        raise errors.SectionsInvalid()
+    access.requested = sorted(set(sections))
+    access.event.sections_requested = access.requested
+
+
+def decide(access: Access) -> None:
+    assert access.subject is not None and access.patient is not None
+    opa_input = {
+        "subject": access.subject,
+        "patient": access.patient.as_input(),
+        "action": access.event.action,
+        "sections": access.requested,
+        "request": {
+            "id": access.event.decision_id,
+            "time": access.event.time,
+            "client": access.event.client,
+            "purpose": access.subject.get("reason_for_request"),
+        },
+    }
+    access.event.opa_input = opa_input
+    decision = _services().policy.decide(opa_input)
+    access.decision = decision
+    e = access.event
+    e.policy_revision = decision.revision
+    e.opa_result = decision.result
+    e.reasons = decision.reasons
+    e.sections_allowed = decision.sections
+    if not decision.allow:
+        raise errors.AccessDenied(decision.reasons)
+
+
+def fetch(access: Access) -> tuple[list[dict[str, Any]], str]:
+    upstream = _services().upstream
+    patient = upstream.find_patient(access.patient)  # type: ignore[arg-type]
+    return upstream.everything(patient["id"]), patient["id"]
+
+
+def redact_record(access: Access, resources: list[dict[str, Any]], patient_id: str) -> dict[str, Any]:
+    assert access.decision is not None
+    classification = _services().policy.classify(access.decision.sections, patient_id, resources)
+    redacted = redact.apply(resources, classification)
+    access.event.sections_returned = redacted.counts
+    access.event.resources_returned = len(redacted.resources)
+    access.event.resources_withheld = redacted.withheld
+    return redact.record_bundle(redacted, _services().upstream.base_url)
+
+
+# -- the one place outcomes become responses --------------------------------------------
+
+
+def _finish(access: Access, error: errors.LcrError | None, outcome: str = "allowed") -> Response:
+    e = access.event
+    if error is None:
+        status, payload, mimetype = 200, access.body, (FHIR_JSON if e.action == "record.read" else "application/json")
+        e.outcome, e.http_status, e.error_code = outcome, 200, None
+        if outcome != "allowed":
+            e.error_code = access.body.get("reason") if access.body else None  # type: ignore[union-attr]
+    else:
+        status, payload, mimetype = error.status, operation_outcome(error), FHIR_JSON
+        e.outcome, e.http_status, e.error_code = error.outcome, error.status, error.code
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    e.response_sha256 = hashlib.sha256(body).hexdigest()
+    e.latency_ms = round((time.perf_counter() - access.started) * 1000, 3)
+    try:
+        _services().audit.append(e)
+    except AuditWriteError as exc:
+        # Nothing leaves without its audit row: answer 503, never the record.
+        log.error("audit write failed decision_id=%s: %s", e.decision_id, exc)
+        failed = errors.AuditUnavailable()
+        body = json.dumps(operation_outcome(failed), separators=(",", ":")).encode()
+        status, mimetype = failed.status, FHIR_JSON
+    # Never the NHS number or record content in the application log.
+    log.info("decision_id=%s action=%s outcome=%s status=%s code=%s", e.decision_id, e.action, e.outcome, status, e.error_code)
+    response = Response(body, status=status, mimetype=mimetype)
+    response.headers["X-Decision-Id"] = e.decision_id
+    if e.policy_revision:
+        response.headers["X-Policy-Revision"] = e.policy_revision
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="lcr-sidecar"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def audited_error(action: str, error: errors.LcrError) -> Response:
+    """For requests that never reached an endpoint (unknown route, wrong method)."""
+    return _finish(Access.begin(action), error)
+
+
+def _json_body() -> dict[str, Any]:
+    limit = int(current_app.config["MAX_BODY_BYTES"])
+    if (request.content_length or 0) > limit:
+        raise errors.PayloadTooLarge()
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise errors.PayloadTooLarge()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise errors.InvalidRequest() from None
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest()
+    return body
+
+
+@dataclass(frozen=True)
+class Services:
+    tokens: TokenVerifier
+    policy: PolicyClient
+    upstream: FhirUpstream
+    audit: AuditStore
+
+
+def _services() -> Services:
+    return current_app.extensions["lcr"]  # type: ignore[no-any-return]
+
+

@@ -1,0 +1,78 @@
+"""Every setting of the sidecar in one table: default, help, and how it is loaded.
+
+Order of precedence (last wins): the defaults below, the YAML file named by
+`LCR_SIDECAR_CONFIG` (or passed to `create_app`), environment variables
+`LCR_SIDECAR_<NAME>` (values parsed as JSON when they parse, like Flask's
+`from_prefixed_env`), then a test override.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "LCR_SIDECAR_"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("OPA_URL", "http://127.0.0.1:8181", "Base URL of the OPA server's REST API."),
+    Setting("OPA_TIMEOUT_SECONDS", 0.5, "Give up on OPA after this long and fail closed (503)."),
+    Setting("UPSTREAM_URL", "http://127.0.0.1:8090/fhir", "Base URL of the LCR FHIR R4 API."),
+    Setting("UPSTREAM_TIMEOUT_SECONDS", 5.0, "Give up on the LCR FHIR API after this long (504)."),
+    Setting("UPSTREAM_MAX_BYTES", 50_000_000, "Refuse an upstream answer larger than this (502)."),
+    Setting("AUDIT_DB", str(ROOT / "var" / "audit.db"), "SQLite file of the audit store."),
+    Setting("AUDIT_BUSY_TIMEOUT_MS", 2000, "Wait this long for a locked audit store before failing closed."),
+    Setting("TOKEN_ISSUER", "https://care-app.dev.lcr.example", "Expected `iss` of care-app tokens."),
+    Setting("TOKEN_AUDIENCE", "lcr-sidecar", "Expected `aud` of care-app tokens."),
+    Setting(
+        "TOKEN_JWKS_FILE",
+        str(ROOT / "dev" / "keys" / "care-app-dev.jwks.json"),
+        "JWKS file of the care app's public signing keys (the default is a DEV-ONLY key).",
+    ),
+    Setting("TOKEN_ALGORITHMS", ["RS256", "ES256"], "Accepted signature algorithms (asymmetric only)."),
+    Setting("TOKEN_MAX_LIFETIME_SECONDS", 300, "Refuse tokens whose exp - iat exceeds this."),
+    Setting("TOKEN_LEEWAY_SECONDS", 30, "Clock skew allowed when checking exp/iat/nbf."),
+    Setting("TOKEN_MAX_BYTES", 8192, "Refuse bearer tokens longer than this."),
+    Setting("DOB_MAX_AGE_YEARS", 130, "Refuse dates of birth further back than this."),
+    Setting("MAX_BODY_BYTES", 16_384, "Refuse request bodies larger than this (413)."),
+)
+
+DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+
+
+def _parse(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def load(config_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Defaults, then the YAML file, then the environment."""
+    values = dict(DEFAULTS)
+    path = config_file or os.environ.get("LCR_SIDECAR_CONFIG")
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            from_file = yaml.safe_load(fh) or {}
+        unknown = set(from_file) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown settings in {path}: {sorted(unknown)}; see README 'Settings'")
+        values.update(from_file)
+    for name in DEFAULTS:
+        raw = os.environ.get(ENV_PREFIX + name)
+        if raw is not None:
+            values[name] = _parse(raw)
+    return values

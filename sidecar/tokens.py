@@ -1,0 +1,101 @@
+"""Verify the care app's bearer token and turn its claims into `input.subject`.
+
+The sidecar holds only public keys (a JWKS file); the token itself is never logged or
+stored — only the verified claims the decision depends on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from . import errors
+
+# The claims the policy may depend on; anything else in the token is dropped so the
+# audit row holds exactly what the decision saw.
+SUBJECT_CLAIMS = (
+    "iss",
+    "sub",
+    "aud",
+    "iat",
+    "exp",
+    "jti",
+    "name",
+    "requesting_organization",
+    "requesting_practitioner",
+    "reason_for_request",
+    "lcr_access_level",
+)
+
+
+@dataclass(frozen=True)
+class TokenVerifier:
+    keys: dict[str, jwt.PyJWK]
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...]
+    max_lifetime_seconds: int
+    leeway_seconds: int
+    max_bytes: int
+
+    @classmethod
+    def from_settings(cls, config: dict[str, Any]) -> "TokenVerifier":
+        with open(config["TOKEN_JWKS_FILE"], encoding="utf-8") as fh:
+            jwks = jwt.PyJWKSet.from_dict(json.load(fh))
+        keys = {key.key_id: key for key in jwks.keys if key.key_id}
+        if not keys:
+            raise ValueError(f"{config['TOKEN_JWKS_FILE']}: no keys with a 'kid'")
+        return cls(
+            keys=keys,
+            issuer=config["TOKEN_ISSUER"],
+            audience=config["TOKEN_AUDIENCE"],
+            algorithms=tuple(config["TOKEN_ALGORITHMS"]),
+            max_lifetime_seconds=int(config["TOKEN_MAX_LIFETIME_SECONDS"]),
+            leeway_seconds=int(config["TOKEN_LEEWAY_SECONDS"]),
+            max_bytes=int(config["TOKEN_MAX_BYTES"]),
+        )
+
+    def verify(self, authorization: str | None) -> dict[str, Any]:
+        token = _bearer(authorization)
+        if len(token) > self.max_bytes:
+            raise errors.Unauthenticated("The bearer token is too long.")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise errors.Unauthenticated("The bearer token is not a JWT.") from None
+        key = self.keys.get(str(header.get("kid")))
+        if key is None:
+            raise errors.Unauthenticated("The token's signing key (kid) is not one the sidecar trusts.")
+        if header.get("alg") not in self.algorithms or header.get("alg") != key.algorithm_name:
+            raise errors.Unauthenticated("The token's algorithm is not accepted for its key.")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[key.algorithm_name],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_seconds,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise errors.TokenExpired() from None
+        except jwt.PyJWTError as exc:
+            raise errors.Unauthenticated(f"The bearer token was refused: {exc}.") from None
+        if not isinstance(claims["iat"], (int, float)) or claims["exp"] - claims["iat"] > self.max_lifetime_seconds:
+            raise errors.Unauthenticated(
+                f"The token lives longer than {self.max_lifetime_seconds} s; issue short-lived tokens."
+            )
+        return {name: claims[name] for name in SUBJECT_CLAIMS if name in claims}
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise errors.TokenMissing()
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.TokenMissing()
+    return token.strip()

@@ -1,0 +1,114 @@
+"""The LCR FHIR R4 API: find the resident, then fetch their record with $everything.
+
+Only standard FHIR calls, so any FHIR server (HAPI, the LCR itself, the demo upstream)
+answers them unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import requests
+
+from . import errors
+from .identifiers import PatientIdentifiers
+
+NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class FhirUpstream:
+    def __init__(self, base_url: str, timeout: float, max_bytes: int) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self._session = requests.Session()  # kept-alive connections to the LCR
+        self._session.headers["Accept"] = "application/fhir+json"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def find_patient(self, patient: PatientIdentifiers) -> dict[str, Any]:
+        """The one Patient matching NHS number and full date of birth, or NoMatchingRecord."""
+        bundle = self._get(
+            "/Patient",
+            {"identifier": f"{NHS_NUMBER_SYSTEM}|{patient.nhs_number}", "birthdate": patient.dob},
+        )
+        matches = [
+            r for r in _resources(bundle)
+            if r.get("resourceType") == "Patient" and _is_match(r, patient)
+        ]
+        # Zero or several matches (a duplicate registration) are the same answer: no
+        # record. A partial stored birth date cannot confirm a match either.
+        if len(matches) != 1 or not isinstance(matches[0].get("id"), str):
+            raise errors.NoMatchingRecord()
+        return matches[0]
+
+    def everything(self, patient_id: str) -> list[dict[str, Any]]:
+        bundle = self._get(f"/Patient/{patient_id}/$everything", None)
+        resources = _resources(bundle)
+        if not all(isinstance(r.get("resourceType"), str) for r in resources):
+            raise errors.UpstreamInvalid()
+        return resources
+
+    def _get(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
+        try:
+            with self._session.get(
+                self.base_url + path, params=params, timeout=self.timeout, stream=True
+            ) as response:
+                if response.status_code == 404 and params is None:
+                    raise errors.NoMatchingRecord()
+                if response.status_code != 200:
+                    raise errors.UpstreamUnavailable(
+                        f"The London Care Record service answered HTTP {response.status_code}; try again shortly."
+                    )
+                body = _read_capped(response, self.max_bytes)
+        except requests.Timeout:
+            raise errors.UpstreamTimeout() from None
+        except requests.RequestException:
+            raise errors.UpstreamUnavailable() from None
+        try:
+            bundle = json.loads(body)
+        except ValueError:
+            raise errors.UpstreamInvalid() from None
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise errors.UpstreamInvalid()
+        return bundle
+
+
+def _read_capped(response: requests.Response, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=65536):
+        size += len(chunk)
+        if size > max_bytes:
+            raise errors.UpstreamInvalid("The London Care Record service sent a record larger than the sidecar accepts.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise errors.UpstreamInvalid()
+    resources = []
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            raise errors.UpstreamInvalid()
+        resources.append(resource)
+    return resources
+
+
+def _is_match(resource: dict[str, Any], patient: PatientIdentifiers) -> bool:
+    # Re-check what the server matched on: the sidecar must not trust a lenient search.
+    birth_date = resource.get("birthDate")
+    if not isinstance(birth_date, str) or not _FULL_DATE.match(birth_date) or birth_date != patient.dob:
+        return False
+    identifiers = resource.get("identifier") or []
+    return any(
+        isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") == patient.nhs_number
+        for i in identifiers
+    )

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real OPA serving the built bundle, the demo upstream, test keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bundles.build import build
+from sidecar import create_app
+from sidecar.devtoken import mint
+
+from . import processes
+
+TEST_KID = "care-app-test-1"
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(scope="session")
+def bundle_revision(run_dir: Path) -> str:
+    return build(run_dir / "bundles", opa=processes.opa_binary())
+
+
+@pytest.fixture(scope="session")
+def bundle_server(run_dir: Path, bundle_revision: str) -> Iterator[processes.Process]:
+    server = processes.start_bundle_server(run_dir / "bundles" / "serve", run_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def opa(bundle_server: processes.Process, run_dir: Path) -> Iterator[processes.Process]:
+    server = processes.start_opa(bundle_server.url, run_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream(run_dir: Path) -> Iterator[processes.Process]:
+    server = processes.start_upstream(run_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def private_pem(signing_key: rsa.RSAPrivateKey) -> bytes:
+    return signing_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.fixture(scope="session")
+def jwks_file(run_dir: Path, signing_key: rsa.RSAPrivateKey) -> Path:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    jwk.update({"kid": TEST_KID, "alg": "RS256", "use": "sig"})
+    path = run_dir / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk]}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def token(private_pem: bytes) -> Callable[..., str]:
+    """token("senior_carer", org="VM101", ...) → a token signed with the test key."""
+
+    def make(level: str | None, **kw: Any) -> str:
+        kw.setdefault("private_key", private_pem)
+        kw.setdefault("kid", TEST_KID)
+        return mint(level, **kw)
+
+    return make
+
+
+@pytest.fixture
+def config(tmp_path: Path, opa: processes.Process, upstream: processes.Process, jwks_file: Path) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "OPA_URL": opa.url,
+        "UPSTREAM_URL": upstream.url + "/fhir",
+        "AUDIT_DB": str(tmp_path / "audit.db"),
+        "TOKEN_JWKS_FILE": str(jwks_file),
+    }
+
+
+@pytest.fixture
+def app(config: dict[str, Any]) -> Any:
+    return create_app(test_config=config)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def audit_rows(app: Any) -> Callable[[], list[dict[str, Any]]]:
+    return lambda: list(app.extensions["lcr"].audit.rows())

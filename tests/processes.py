@@ -1,0 +1,99 @@
+"""Real processes for the integration tests: OPA, a bundle server, the demo upstream, gunicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def opa_binary() -> str:
+    if os.environ.get("LCR_OPA_BIN"):
+        return os.environ["LCR_OPA_BIN"]
+    return subprocess.run(
+        [str(ROOT / "scripts" / "tools.sh"), "opa"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@dataclass
+class Process:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def start(name: str, cmd: list[str], url: str, ready_path: str, log: Path, env: dict[str, str] | None = None, timeout: float = 20.0) -> Process:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=ROOT)
+    process = Process(name, proc, url, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url + ready_path, timeout=0.5).status_code == 200:
+                return process
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    process.stop()
+    raise RuntimeError(f"{name} not ready within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def start_bundle_server(directory: Path, log_dir: Path) -> Process:
+    port = free_port()
+    return start(
+        "bundle-server",
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(directory)],
+        f"http://127.0.0.1:{port}", "/lcr.tar.gz", log_dir / "bundle-server.log",
+    )
+
+
+def start_opa(bundle_server_url: str, log_dir: Path, port: int | None = None) -> Process:
+    port = port or free_port()
+    return start(
+        "opa",
+        [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}",
+         "--config-file", str(ROOT / "bundles" / "opa-config.yaml"), "--log-level", "error"],
+        f"http://127.0.0.1:{port}", "/health?bundles=true", log_dir / f"opa-{port}.log",
+        env={"BUNDLE_SERVER_URL": bundle_server_url},
+    )
+
+
+def start_upstream(log_dir: Path, data_dir: Path | None = None) -> Process:
+    port = free_port()
+    env = {"DEMO_UPSTREAM_DATA_DIR": str(data_dir)} if data_dir else {}
+    return start(
+        "demo-upstream",
+        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1", "demo_upstream.app:create_app()"],
+        f"http://127.0.0.1:{port}", "/fhir/metadata", log_dir / f"upstream-{port}.log", env=env,
+    )
