@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from . import errors
 
 # Spaces or hyphens only in the 3-3-4 places, as people type them.
-_NHS_NUMBER = re.compile(r"^(\d{3})[ -]?(\d{3})[ -]?(\d{4})$")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NHS_NUMBER = re.compile(r"^([0-9]{3})[ -]?([0-9]{3})[ -]?([0-9]{4})$")
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 
 

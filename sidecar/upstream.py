@@ -16,7 +16,7 @@ from . import errors
 from .identifiers import PatientIdentifiers
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
-_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FULL_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 class FhirUpstream:
