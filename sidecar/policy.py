@@ -25,7 +25,8 @@ REDACT_RULE = "result"
 @dataclass(frozen=True)
 class Decision:
     allow: bool
-    sections: list[str]
+    sections: list[str]  # what to show: requested ∩ permitted
+    permitted: list[str]  # everything the caller's level may see
     reasons: list[str]
     revision: str
     result: dict[str, Any]
@@ -68,18 +69,25 @@ class PolicyClient:
         result, revision = self._query(DECISION_PACKAGE, DECISION_RULE, input_data)
         allow = result.get("allow") if isinstance(result, dict) else None
         sections = result.get("sections") if isinstance(result, dict) else None
+        permitted = result.get("permitted") if isinstance(result, dict) else None
         reasons = result.get("reasons") if isinstance(result, dict) else None
         if (
             not isinstance(allow, bool)
             or not _strings(sections)
+            or not _strings(permitted)
             or not _strings(reasons)
-            or (allow and (reasons or not sections))
+            or (allow and (reasons or not sections or not set(sections) <= set(permitted)))
         ):
             raise errors.PolicyUnavailable("The access policy gave an answer of the wrong shape; no record is shown.")
-        return Decision(allow, sections, reasons, revision, result)
+        return Decision(allow, sections, permitted, reasons, revision, result)
 
-    def classify(self, allowed_sections: list[str], patient_id: str, resources: list[dict[str, Any]]) -> Classification:
-        input_data = {"allowed_sections": allowed_sections, "patient_id": patient_id, "resources": resources}
+    def classify(self, decision: Decision, patient_id: str, resources: list[dict[str, Any]]) -> Classification:
+        input_data = {
+            "allowed_sections": decision.sections,
+            "permitted_sections": decision.permitted,
+            "patient_id": patient_id,
+            "resources": resources,
+        }
         result, _ = self._query(REDACT_PACKAGE, REDACT_RULE, input_data)
         sections = result.get("sections") if isinstance(result, dict) else None
         keep = result.get("keep") if isinstance(result, dict) else None

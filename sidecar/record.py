@@ -158,7 +158,7 @@ def fetch(access: Access) -> tuple[list[dict[str, Any]], str]:
 
 def redact_record(access: Access, resources: list[dict[str, Any]], patient_id: str) -> dict[str, Any]:
     assert access.decision is not None
-    classification = _services().policy.classify(access.decision.sections, patient_id, resources)
+    classification = _services().policy.classify(access.decision, patient_id, resources)
     redacted = redact.apply(resources, classification)
     access.event.sections_returned = redacted.counts
     access.event.resources_returned = len(redacted.resources)
@@ -229,6 +229,11 @@ class Services:
     policy: PolicyClient
     upstream: FhirUpstream
     audit: AuditStore
+
+    def close(self) -> None:
+        self.policy.close()
+        self.upstream.close()
+        self.audit.close()
 
 
 def _services() -> Services:

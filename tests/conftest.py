@@ -96,8 +96,22 @@ def config(tmp_path: Path, opa: processes.Process, upstream: processes.Process, 
 
 
 @pytest.fixture
-def app(config: dict[str, Any]) -> Any:
-    return create_app(test_config=config)
+def make_app(config: dict[str, Any]) -> Iterator[Callable[..., Any]]:
+    """make_app(OPA_URL=...) → a sidecar app on the test config plus overrides; closed after the test."""
+    made: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        made.append(create_app(test_config={**config, **overrides}))
+        return made[-1]
+
+    yield make
+    for app in made:
+        app.extensions["lcr"].close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Any]) -> Any:
+    return make_app()
 
 
 @pytest.fixture

@@ -15,8 +15,6 @@ from typing import Any, Iterator
 
 import pytest
 
-from sidecar import create_app
-
 from .. import processes
 from ..seed_table import FULL
 
@@ -73,37 +71,37 @@ def _last_row(app: Any) -> dict[str, Any]:
     return list(app.extensions["lcr"].audit.rows())[-1]
 
 
-def test_opa_unreachable_is_503(config, token, closed_port):
-    app = create_app({**config, "OPA_URL": f"http://127.0.0.1:{closed_port}"})
+def test_opa_unreachable_is_503(make_app, token, closed_port):
+    app = make_app(OPA_URL=f"http://127.0.0.1:{closed_port}")
     _assert_closed(_request(app, token), 503, "policy-unavailable")
     row = _last_row(app)
     assert (row["outcome"], row["http_status"]) == ("policy-unavailable", 503)
     assert row["opa_input"] is not None and row["opa_result"] is None
 
 
-def test_opa_slow_is_503_within_the_timeout(config, token, silent_port):
-    app = create_app({**config, "OPA_URL": f"http://127.0.0.1:{silent_port}", "OPA_TIMEOUT_SECONDS": 0.2})
+def test_opa_slow_is_503_within_the_timeout(make_app, token, silent_port):
+    app = make_app(OPA_URL=f"http://127.0.0.1:{silent_port}", OPA_TIMEOUT_SECONDS=0.2)
     response = _request(app, token)
     _assert_closed(response, 503, "policy-unavailable")
     assert _last_row(app)["latency_ms"] < 2000
 
 
-def test_opa_without_a_policy_is_503(config, token, run_dir):
+def test_opa_without_a_policy_is_503(make_app, token, run_dir):
     # A running OPA with no bundle loaded: the decision is undefined, so the answer is no.
     port = processes.free_port()
     opa = processes.start("opa-empty", [processes.opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}"],
                           f"http://127.0.0.1:{port}", "/health", run_dir / "opa-empty.log")
     try:
-        app = create_app({**config, "OPA_URL": opa.url})
+        app = make_app(OPA_URL=opa.url)
         _assert_closed(_request(app, token), 503, "policy-unavailable")
     finally:
         opa.stop()
 
 
-def test_opa_killed_then_restarted_recovers_by_itself(config, token, bundle_server, run_dir):
+def test_opa_killed_then_restarted_recovers_by_itself(make_app, token, bundle_server, run_dir):
     opa = processes.start_opa(bundle_server.url, run_dir)
     port = int(opa.url.rsplit(":", 1)[1])
-    app = create_app({**config, "OPA_URL": opa.url})
+    app = make_app(OPA_URL=opa.url)
     assert _request(app, token).status_code == 200
     opa.kill()
     _assert_closed(_request(app, token), 503, "policy-unavailable")
@@ -116,16 +114,16 @@ def test_opa_killed_then_restarted_recovers_by_itself(config, token, bundle_serv
     assert outcomes == ["allowed", "policy-unavailable", "allowed"]
 
 
-def test_upstream_unreachable_is_502(config, token, closed_port):
-    app = create_app({**config, "UPSTREAM_URL": f"http://127.0.0.1:{closed_port}/fhir"})
+def test_upstream_unreachable_is_502(make_app, token, closed_port):
+    app = make_app(UPSTREAM_URL=f"http://127.0.0.1:{closed_port}/fhir")
     _assert_closed(_request(app, token), 502, "upstream-unavailable")
     row = _last_row(app)
     assert (row["outcome"], row["error_code"]) == ("upstream-failed", "upstream-unavailable")
     assert json.loads(row["opa_result"])["allow"] is True  # decided, then failed to fetch
 
 
-def test_upstream_slow_is_504(config, token, silent_port):
-    app = create_app({**config, "UPSTREAM_URL": f"http://127.0.0.1:{silent_port}/fhir", "UPSTREAM_TIMEOUT_SECONDS": 0.2})
+def test_upstream_slow_is_504(make_app, token, silent_port):
+    app = make_app(UPSTREAM_URL=f"http://127.0.0.1:{silent_port}/fhir", UPSTREAM_TIMEOUT_SECONDS=0.2)
     _assert_closed(_request(app, token), 504, "upstream-timeout")
 
 
@@ -140,17 +138,18 @@ def test_upstream_slow_is_504(config, token, silent_port):
         pytest.param(b"oops", 500, "upstream-unavailable", id="http-500"),
     ],
 )
-def test_upstream_garbage_is_502(config, token, body, status, code):
+def test_upstream_garbage_is_502(make_app, token, body, status, code):
     server, url = _serve(body, status)
     try:
-        app = create_app({**config, "UPSTREAM_URL": url, "UPSTREAM_MAX_BYTES": 50_000})
+        app = make_app(UPSTREAM_URL=url, UPSTREAM_MAX_BYTES=50_000)
         _assert_closed(_request(app, token), 502, code)
     finally:
         server.shutdown()
+        server.server_close()
 
 
-def test_audit_store_unwritable_gives_503_and_no_record(config, token):
-    app = create_app({**config, "AUDIT_BUSY_TIMEOUT_MS": 100})
+def test_audit_store_unwritable_gives_503_and_no_record(make_app, config, token):
+    app = make_app(AUDIT_BUSY_TIMEOUT_MS=100)
     assert _request(app, token).status_code == 200
     # Another writer holds the database: the row cannot be committed, so nothing leaves.
     blocker = sqlite3.connect(config["AUDIT_DB"], isolation_level=None)

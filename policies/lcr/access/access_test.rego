@@ -1,0 +1,237 @@
+package lcr.access_test
+
+import data.lcr.access
+
+# A senior carer at Rosewood House (VM101, South East London) reading a record.
+_input := {
+	"subject": {
+		"sub": "staff-0042",
+		"name": "Ada Carer",
+		"requesting_organization": "VM101",
+		"reason_for_request": "directcare",
+		"lcr_access_level": "senior_carer",
+		"iss": "https://care-app.example",
+		"aud": "lcr-sidecar",
+		"iat": 1764072000,
+		"exp": 1764072300,
+	},
+	"patient": {"nhs_number": "9990000018", "dob": "1938-04-12"},
+	"action": "record.read",
+	"sections": [],
+	"request": {"id": "0f9c", "time": "2026-11-25T12:00:00Z", "client": "127.0.0.1", "purpose": "directcare"},
+}
+
+# _input with the given subject attributes changed.
+_as(subject) := object.union(_input, {"subject": subject})
+
+# _input asking for the given sections.
+_asking(sections) := object.union(_input, {"sections": sections})
+
+_admin := ["alerts", "appointments", "visits_encounters"]
+
+_senior := [
+	"alerts", "allergies", "appointments", "care_plans", "diagnoses", "discharge_summaries",
+	"family_history", "issued_medications", "lab_results", "letters", "maternity", "medications",
+	"procedures", "progress_notes", "referrals", "social_care", "social_history", "visits_encounters",
+	"vital_signs",
+]
+
+_registered_manager := sort(array.concat(_senior, [
+	"additional_gp_reports", "clinical_correspondence", "clinical_document_reports",
+	"community_information", "endoscopy", "gp_records", "mental_health",
+]))
+
+_denied(reasons, level) := {"allow": false, "access_level": level, "sections": [], "permitted": [], "reasons": reasons}
+
+test_decision_senior_carer_allowed if {
+	access.decision with input as _input == {
+		"allow": true,
+		"access_level": "senior_carer",
+		"sections": _senior,
+		"permitted": _senior,
+		"reasons": [],
+	}
+}
+
+test_decision_admin_sections if {
+	d := access.decision with input as _as({"lcr_access_level": "admin"})
+	d.allow
+	d.sections == _admin
+}
+
+test_decision_registered_manager_sections if {
+	d := access.decision with input as _as({"lcr_access_level": "registered_manager"})
+	d.allow
+	d.sections == _registered_manager
+	count(d.sections) == 26
+}
+
+test_decision_menu_read_allowed if {
+	d := access.decision with input as object.union(_input, {"action": "menu.read"})
+	d.allow
+	d.sections == _senior
+}
+
+test_decision_other_london_service_allowed if {
+	access.decision.allow with input as _as({"requesting_organization": "VM102"})
+}
+
+test_decision_requested_sections_intersected_and_sorted if {
+	d := access.decision with input as _asking(["vital_signs", "mental_health", "alerts"])
+	d.allow
+	d.sections == ["alerts", "vital_signs"]
+	d.permitted == _senior
+	d.reasons == []
+}
+
+test_decision_sections_absent_or_null_means_all if {
+	access.decision.sections == _senior with input as object.remove(_input, ["sections"])
+	access.decision.sections == _senior with input as _asking(null)
+}
+
+test_decision_access_level_missing if {
+	access.decision == _denied(["access_level_missing"], null)
+		with input as json.remove(_input, ["subject/lcr_access_level"])
+	access.decision == _denied(["access_level_missing"], null) with input as _as({"lcr_access_level": ""})
+	access.decision == _denied(["access_level_missing"], null) with input as _as({"lcr_access_level": 3})
+}
+
+test_decision_access_level_unknown if {
+	access.decision == _denied(["access_level_unknown"], "superuser") with input as _as({"lcr_access_level": "superuser"})
+}
+
+test_decision_access_level_no_access if {
+	access.decision == _denied(["access_level_no_access"], "no_access")
+		with input as _as({"lcr_access_level": "no_access"})
+}
+
+test_decision_no_access_requesting_sections_has_one_reason if {
+	d := access.decision with input as object.union(_as({"lcr_access_level": "no_access"}), {"sections": ["alerts"]})
+	d.reasons == ["access_level_no_access"]
+}
+
+test_decision_care_service_missing if {
+	access.decision.reasons == ["care_service_missing"]
+		with input as json.remove(_input, ["subject/requesting_organization"])
+	access.decision.reasons == ["care_service_missing"] with input as _as({"requesting_organization": ""})
+}
+
+test_decision_care_service_unknown if {
+	access.decision.reasons == ["care_service_unknown"] with input as _as({"requesting_organization": "VM999"})
+}
+
+test_decision_care_service_not_residential if {
+	access.decision == _denied(["care_service_not_residential"], "senior_carer")
+		with input as _as({"requesting_organization": "VM201"})
+}
+
+test_decision_care_service_lcr_not_enabled if {
+	access.decision.reasons == ["care_service_lcr_not_enabled"] with input as _as({"requesting_organization": "VM301"})
+}
+
+test_decision_care_service_not_in_london_icb if {
+	access.decision.reasons == ["care_service_not_in_london_icb"] with input as _as({"requesting_organization": "VM401"})
+}
+
+test_decision_care_service_all_service_checks if {
+	access.decision.reasons == [
+		"care_service_lcr_not_enabled",
+		"care_service_not_in_london_icb",
+		"care_service_not_residential",
+	]
+		with input as _as({"requesting_organization": "X1"})
+		with data.lcr.config.care_services as {"X1": {"name": "Somewhere", "type": "hospice"}}
+}
+
+test_decision_care_service_enabled_must_be_true if {
+	access.decision.reasons == ["care_service_lcr_not_enabled"]
+		with input as _as({"requesting_organization": "X1"})
+		with data.lcr.config.care_services as {"X1": {"type": "residential_care_home", "lcr_enabled": "yes", "icb": "QMJ"}}
+}
+
+test_decision_reason_for_request_not_permitted if {
+	access.decision.reasons == ["reason_for_request_not_permitted"] with input as _as({"reason_for_request": "research"})
+	access.decision.reasons == ["reason_for_request_not_permitted"]
+		with input as json.remove(_input, ["subject/reason_for_request"])
+}
+
+test_decision_action_not_permitted if {
+	access.decision.reasons == ["action_not_permitted"] with input as object.union(_input, {"action": "record.write"})
+	access.decision.reasons == ["action_not_permitted"] with input as object.remove(_input, ["action"])
+}
+
+test_decision_patient_identifiers_missing if {
+	every patient in [{"dob": "1938-04-12"}, {"nhs_number": "9990000018"}, {"nhs_number": "", "dob": "1938-04-12"}] {
+		access.decision.reasons == ["patient_identifiers_missing"]
+			with input as object.union(object.remove(_input, ["patient"]), {"patient": patient})
+	}
+	access.decision.reasons == ["patient_identifiers_missing"] with input as object.remove(_input, ["patient"])
+}
+
+test_decision_section_unknown if {
+	access.decision == _denied(["section_unknown"], "senior_carer") with input as _asking(["alerts", "patient"])
+	access.decision.reasons == ["section_unknown"] with input as _asking(["alerts", 7])
+}
+
+test_decision_section_unknown_when_sections_not_a_list if {
+	access.decision.reasons == ["section_unknown"] with input as _asking("alerts")
+	access.decision.reasons == ["section_unknown"] with input as _asking({"alerts": true})
+}
+
+test_decision_section_unknown_only if {
+	access.decision.reasons == ["no_permitted_section_requested", "section_unknown"] with input as _asking(["bogus"])
+}
+
+test_decision_no_permitted_section_requested if {
+	access.decision == _denied(["no_permitted_section_requested"], "admin")
+		with input as object.union(_as({"lcr_access_level": "admin"}), {"sections": ["diagnoses", "mental_health"]})
+}
+
+test_decision_empty_input_denied_with_every_missing_reason if {
+	access.decision == _denied(
+		[
+			"access_level_missing", "action_not_permitted", "care_service_missing",
+			"patient_identifiers_missing", "reason_for_request_not_permitted",
+		],
+		null,
+	)
+		with input as {}
+}
+
+test_decision_no_input_denied if {
+	not access.allow
+	access.decision.reasons == [
+		"access_level_missing", "action_not_permitted", "care_service_missing",
+		"patient_identifiers_missing", "reason_for_request_not_permitted",
+	]
+}
+
+test_decision_every_check_reported_together if {
+	d := access.decision with input as {
+		"subject": {"lcr_access_level": "no_access", "requesting_organization": "VM401", "reason_for_request": "audit"},
+		"patient": {"nhs_number": "9990000018"},
+		"action": "delete",
+		"sections": ["bogus"],
+	}
+	d.reasons == [
+		"access_level_no_access", "action_not_permitted", "care_service_not_in_london_icb",
+		"patient_identifiers_missing", "reason_for_request_not_permitted", "section_unknown",
+	]
+	d.sections == []
+	not d.allow
+}
+
+test_decision_levels_come_from_data if {
+	levels := {"night_carer": ["alerts", "vital_signs"]}
+	access.decision.sections == ["alerts", "vital_signs"]
+		with input as _as({"lcr_access_level": "night_carer"})
+		with data.lcr.config.access_levels as levels
+	access.decision.reasons == ["access_level_unknown"]
+		with input as _input
+		with data.lcr.config.access_levels as levels
+}
+
+test_decision_london_icbs_come_from_data if {
+	access.decision.allow with input as _as({"requesting_organization": "VM401"})
+		with data.lcr.config.london_icbs as {"QKS": "Kent and Medway"}
+}
