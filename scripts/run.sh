@@ -14,7 +14,8 @@ mkdir -p var/log
 
 pids=()
 stop() { trap - INT TERM EXIT; echo; echo "stopping..."; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap stop INT TERM EXIT
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 
 wait_for() {  # url name log
   for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -62,7 +63,8 @@ Which sections the left-hand menu should show:
   curl -s -X POST http://127.0.0.1:$SIDECAR_PORT/v1/menu -H "Authorization: Bearer \$TOKEN_SENIOR_CARER" \\
        -H 'Content-Type: application/json' -d '{"nhs_number": "9990000018", "dob": "1938-04-12"}'
 The audit trail:
-  sqlite3 var/audit.db 'select seq, time, subject_id, access_level, outcome, http_status, sections_returned from decisions'
+  $PY/sqlite-utils var/audit.db --table \\
+       'select seq, time, subject_id, access_level, outcome, http_status, sections_returned from decisions'
 
 Press Ctrl-C to stop.
 TXT
