@@ -23,8 +23,9 @@ tools:  ## build the pinned opa and regal into the tools cache (first use only)
 	@scripts/tools.sh opa >/dev/null && scripts/tools.sh regal >/dev/null
 	@echo "opa:   $(OPA)"; echo "regal: $(REGAL)"
 
-bundle: venv  ## build policies/ into var/bundles (serve/ and archive/)
+bundle: venv tools  ## build and sign policies/ into var/bundles (serve/, archive/); render OPA's config
 	$(PY) -m bundles.build --out var/bundles
+	$(PY) -m bundles.opa_config --out var/opa/config.yaml --persistence-directory var/opa/persist
 
 run: venv tools  ## start OPA, bundle server, demo upstream and sidecar; Ctrl-C stops all
 	scripts/run.sh

@@ -23,12 +23,14 @@ wait_for() {  # url name log
 }
 
 revision=$("$PY/python" -m bundles.build --out var/bundles)
-echo "built policy bundle $revision"
+echo "built and signed policy bundle $revision (DEV-ONLY signing key)"
+"$PY/python" -m bundles.opa_config --out var/opa/config.yaml --persistence-directory var/opa/persist >/dev/null
 
-"$PY/python" -m http.server "$BUNDLE_PORT" --bind 127.0.0.1 --directory var/bundles/serve >var/log/bundle-server.log 2>&1 &
+"$PY/gunicorn" --bind "127.0.0.1:$BUNDLE_PORT" --workers 1 "bundles.serve:create_app('var/bundles/serve')" \
+  >var/log/bundle-server.log 2>&1 &
 pids+=($!)
 BUNDLE_SERVER_URL="http://127.0.0.1:$BUNDLE_PORT" "$OPA" run --server --addr "127.0.0.1:$OPA_PORT" \
-  --config-file bundles/opa-config.yaml --log-level error >var/log/opa.log 2>&1 &
+  --config-file var/opa/config.yaml --log-level error >var/log/opa.log 2>&1 &
 pids+=($!)
 "$PY/gunicorn" --bind "127.0.0.1:$UPSTREAM_PORT" --workers 1 "demo_upstream.app:create_app()" >var/log/upstream.log 2>&1 &
 pids+=($!)

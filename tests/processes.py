@@ -12,6 +12,8 @@ from pathlib import Path
 
 import requests
 
+from bundles.opa_config import render as render_opa_config
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -73,18 +75,24 @@ def start_bundle_server(directory: Path, log_dir: Path) -> Process:
     port = free_port()
     return start(
         "bundle-server",
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(directory)],
-        f"http://127.0.0.1:{port}", "/lcr.tar.gz", log_dir / "bundle-server.log",
+        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
+         f"bundles.serve:create_app({str(directory)!r})"],
+        f"http://127.0.0.1:{port}", "/healthz", log_dir / f"bundle-server-{port}.log",
     )
 
 
-def start_opa(bundle_server_url: str, log_dir: Path, port: int | None = None) -> Process:
+def start_opa(bundle_server_url: str, log_dir: Path, port: int | None = None, persist_dir: Path | None = None,
+              ready_path: str = "/health?bundles=true") -> Process:
+    """A real OPA polling the bundle server, verifying signatures with the dev key."""
     port = port or free_port()
+    persist_dir = persist_dir or log_dir / f"opa-{port}-persist"
+    config = log_dir / f"opa-{port}.yaml"
+    config.write_text(render_opa_config(persistence_directory=str(persist_dir)))
     return start(
         "opa",
-        [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}",
-         "--config-file", str(ROOT / "bundles" / "opa-config.yaml"), "--log-level", "error"],
-        f"http://127.0.0.1:{port}", "/health?bundles=true", log_dir / f"opa-{port}.log",
+        [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--config-file", str(config),
+         "--log-level", "info"],
+        f"http://127.0.0.1:{port}", ready_path, log_dir / f"opa-{port}.log",
         env={"BUNDLE_SERVER_URL": bundle_server_url},
     )
 
