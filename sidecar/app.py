@@ -10,8 +10,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 import audit_store
 
-from . import errors, settings
+from . import errors, metrics, settings
 from .policy import PolicyClient
+from .readiness import ReadinessProbe
 from .record import Services, audited_error, bp
 from .tokens import TokenVerifier
 from .upstream import FhirUpstream
@@ -33,12 +34,36 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
             int(app.config["UPSTREAM_MAX_BYTES"]),
         ),
         audit=audit_store.init_app(app),
+        readiness=ReadinessProbe(
+            app.config["OPA_URL"],
+            app.config["AUDIT_DB"],
+            float(app.config["BUNDLE_MAX_AGE_SECONDS"]),
+            float(app.config["READINESS_INTERVAL_SECONDS"]),
+            float(app.config["OPA_TIMEOUT_SECONDS"]),
+        ),
+        shadow=(
+            PolicyClient(app.config["SHADOW_OPA_URL"], float(app.config["SHADOW_TIMEOUT_SECONDS"]))
+            if app.config["SHADOW_OPA_URL"]
+            else None
+        ),
     )
     app.register_blueprint(bp)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
+        """Alive: the process answers. Says nothing about OPA or the audit store."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> tuple[dict[str, Any], int]:
+        """Ready: OPA up with a verified, recent bundle and the audit store writable."""
+        verdict = app.extensions["lcr"].readiness.check()
+        return verdict.as_json(), 200 if verdict.ready else 503
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
 
     @app.errorhandler(NotFound)
     def not_found(_: NotFound) -> Response:

@@ -155,6 +155,15 @@ class PolicyUnavailable(LcrError):
     message = "The access policy service is not answering; no record is shown. Try again shortly."
 
 
+class PolicyStale(PolicyUnavailable):
+    # A policy the bundle server has not confirmed for too long is an open complaint.
+    code = "policy-stale"
+    message = (
+        "The access policy has not been refreshed from the bundle server for too long; "
+        "no record is shown until it is. Try again shortly."
+    )
+
+
 class UpstreamUnavailable(LcrError):
     status = 502
     code = "upstream-unavailable"

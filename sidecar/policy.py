@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import requests
 from opa_client.opa import OpaClient
 
-from . import errors
+from . import errors, metrics
 
 DECISION_PACKAGE = "lcr.access"
 DECISION_RULE = "decision"
@@ -55,9 +55,10 @@ class PolicyClient:
 
     def _query(self, package: str, rule: str, input_data: dict[str, Any]) -> tuple[Any, str]:
         try:
-            answer = self._client.query_rule(
-                input_data, package, rule, query_params={"provenance": "true"}
-            )
+            with metrics.OPA_SECONDS.labels(rule).time():
+                answer = self._client.query_rule(
+                    input_data, package, rule, query_params={"provenance": "true"}
+                )
         except (requests.RequestException, ValueError) as exc:
             raise errors.PolicyUnavailable(f"{errors.PolicyUnavailable.message} ({type(exc).__name__})") from None
         if not isinstance(answer, dict) or "result" not in answer:

@@ -1,7 +1,7 @@
 """The care app's two endpoints, each one linear pipeline.
 
-record: verify caller → validate identifiers → decide → fetch → redact → audit → respond
-menu:   verify caller → validate identifiers → decide → match   →          audit → respond
+record: verify caller → validate identifiers → ready? → decide → fetch → redact → audit → respond
+menu:   verify caller → validate identifiers → ready? → decide → match   →          audit → respond
 
 Every step is a named function that either fills in the `Access` or raises an
 `LcrError`. `_finish` is the one place where an outcome becomes a response, and it
@@ -23,10 +23,11 @@ from flask import Blueprint, Response, current_app, request
 
 from audit_store import AuditEvent, AuditStore, AuditWriteError
 
-from . import errors, identifiers, redact
+from . import errors, identifiers, metrics, redact
 from .identifiers import PatientIdentifiers
 from .outcome import operation_outcome
 from .policy import Decision, PolicyClient
+from .readiness import ReadinessProbe
 from .tokens import TokenVerifier
 from .upstream import FhirUpstream
 
@@ -70,6 +71,7 @@ def record() -> Response:
     try:
         verify_caller(access)
         validate_identifiers(access)
+        check_ready(access)
         decide(access)
         resources, patient_id = fetch(access)
         access.body = redact_record(access, resources, patient_id)
@@ -84,6 +86,7 @@ def menu() -> Response:
     try:
         verify_caller(access)
         validate_identifiers(access)
+        check_ready(access)
         decide(access)
         _services().upstream.find_patient(access.patient)  # type: ignore[arg-type]
         access.body = {"record_available": True, "sections": access.decision.sections}  # type: ignore[union-attr]
@@ -124,6 +127,16 @@ def validate_identifiers(access: Access) -> None:
     access.event.sections_requested = access.requested
 
 
+def check_ready(access: Access) -> None:
+    """Fail closed while OPA, its bundle or the audit store is not fit to decide."""
+    readiness = _services().readiness
+    verdict = readiness.cached()
+    if not verdict.ready:
+        verdict = readiness.check()  # recovery is seen at once, not a refresh later
+    if verdict.error is not None:
+        raise verdict.error()
+
+
 def decide(access: Access) -> None:
     assert access.subject is not None and access.patient is not None
     opa_input = {
@@ -146,8 +159,27 @@ def decide(access: Access) -> None:
     e.opa_result = decision.result
     e.reasons = decision.reasons
     e.sections_allowed = decision.sections
+    metrics.observe_revision(decision.revision)
+    shadow(access, opa_input, decision)
     if not decision.allow:
         raise errors.AccessDenied(decision.reasons)
+
+
+def shadow(access: Access, opa_input: dict[str, Any], decision: Decision) -> None:
+    """Ask the candidate policy the same question and record where it differs; never enforced."""
+    candidate = _services().shadow
+    if candidate is None:
+        return
+    try:
+        other = candidate.decide(opa_input)
+    except errors.LcrError:
+        metrics.SHADOW_ERRORS.inc()  # a broken candidate must not touch live traffic
+        return
+    e = access.event
+    e.shadow_revision, e.shadow_result = other.revision, other.result
+    e.shadow_diverged = (other.allow, other.sections, other.reasons) != (decision.allow, decision.sections, decision.reasons)
+    if e.shadow_diverged:
+        metrics.SHADOW_DIVERGED.inc()
 
 
 def fetch(access: Access) -> tuple[list[dict[str, Any]], str]:
@@ -183,13 +215,18 @@ def _finish(access: Access, error: errors.LcrError | None, outcome: str = "allow
     e.response_sha256 = hashlib.sha256(body).hexdigest()
     e.latency_ms = round((time.perf_counter() - access.started) * 1000, 3)
     try:
-        _services().audit.append(e)
+        with metrics.AUDIT_SECONDS.time():
+            _services().audit.append(e)
     except AuditWriteError as exc:
         # Nothing leaves without its audit row: answer 503, never the record.
         log.error("audit write failed decision_id=%s: %s", e.decision_id, exc)
         failed = errors.AuditUnavailable()
         body = json.dumps(operation_outcome(failed), separators=(",", ":")).encode()
         status, mimetype = failed.status, FHIR_JSON
+    metrics.REQUESTS.labels(e.action, e.outcome, e.error_code or "").inc()
+    for reason in e.reasons:
+        metrics.DENY_REASONS.labels(reason).inc()
+    metrics.REQUEST_SECONDS.labels(e.action).observe(time.perf_counter() - access.started)
     # Never the NHS number or record content in the application log.
     log.info("decision_id=%s action=%s outcome=%s status=%s code=%s", e.decision_id, e.action, e.outcome, status, e.error_code)
     response = Response(body, status=status, mimetype=mimetype)
@@ -229,8 +266,13 @@ class Services:
     policy: PolicyClient
     upstream: FhirUpstream
     audit: AuditStore
+    readiness: ReadinessProbe
+    shadow: PolicyClient | None
 
     def close(self) -> None:
+        self.readiness.close()
+        if self.shadow:
+            self.shadow.close()
         self.policy.close()
         self.upstream.close()
         self.audit.close()

@@ -30,6 +30,10 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("OPA_URL", "http://127.0.0.1:8181", "Base URL of the OPA server's REST API."),
     Setting("OPA_TIMEOUT_SECONDS", 0.5, "Give up on OPA after this long and fail closed (503)."),
+    Setting("SHADOW_OPA_URL", "", "OPA serving a candidate bundle to evaluate on live traffic without enforcing it; empty = off."),
+    Setting("SHADOW_TIMEOUT_SECONDS", 0.2, "Give up on the shadow OPA after this long (the request is unaffected)."),
+    Setting("BUNDLE_MAX_AGE_SECONDS", 600, "Not ready (503 policy-stale) when OPA has not reached the bundle server for this long."),
+    Setting("READINESS_INTERVAL_SECONDS", 1.0, "How often each process re-checks readiness in the background."),
     Setting("UPSTREAM_URL", "http://127.0.0.1:8090/fhir", "Base URL of the LCR FHIR R4 API."),
     Setting("UPSTREAM_TIMEOUT_SECONDS", 5.0, "Give up on the LCR FHIR API after this long (504)."),
     Setting("UPSTREAM_MAX_BYTES", 50_000_000, "Refuse an upstream answer larger than this (502)."),

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from . import errors
+from . import errors, metrics
 from .identifiers import PatientIdentifiers
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -33,6 +33,7 @@ class FhirUpstream:
     def find_patient(self, patient: PatientIdentifiers) -> dict[str, Any]:
         """The one Patient matching NHS number and full date of birth, or NoMatchingRecord."""
         bundle = self._get(
+            "search",
             "/Patient",
             {"identifier": f"{NHS_NUMBER_SYSTEM}|{patient.nhs_number}", "birthdate": patient.dob},
         )
@@ -47,15 +48,15 @@ class FhirUpstream:
         return matches[0]
 
     def everything(self, patient_id: str) -> list[dict[str, Any]]:
-        bundle = self._get(f"/Patient/{patient_id}/$everything", None)
+        bundle = self._get("everything", f"/Patient/{patient_id}/$everything", None)
         resources = _resources(bundle)
         if not all(isinstance(r.get("resourceType"), str) for r in resources):
             raise errors.UpstreamInvalid()
         return resources
 
-    def _get(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
+    def _get(self, call: str, path: str, params: dict[str, str] | None) -> dict[str, Any]:
         try:
-            with self._session.get(
+            with metrics.UPSTREAM_SECONDS.labels(call).time(), self._session.get(
                 self.base_url + path, params=params, timeout=self.timeout, stream=True
             ) as response:
                 if response.status_code == 404 and params is None:

@@ -76,7 +76,7 @@ def test_opa_unreachable_is_503(make_app, token, closed_port):
     _assert_closed(_request(app, token), 503, "policy-unavailable")
     row = _last_row(app)
     assert (row["outcome"], row["http_status"]) == ("policy-unavailable", 503)
-    assert row["opa_input"] is not None and row["opa_result"] is None
+    assert row["opa_result"] is None  # no decision was made
 
 
 def test_opa_slow_is_503_within_the_timeout(make_app, token, silent_port):

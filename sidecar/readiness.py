@@ -1,0 +1,134 @@
+"""Readiness that fails closed: OPA up with a verified, recent bundle, and a writable audit store.
+
+A background thread keeps a fresh verdict per process, so the record path pays nothing
+for it; `/readyz` and a record request that finds the cached verdict "not ready" check
+again synchronously, so recovery is seen at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from . import errors
+
+BUNDLE = "lcr"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ready: bool
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: type[errors.LcrError] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": "ready" if self.ready else "not-ready", "checks": self.checks}
+
+
+class ReadinessProbe:
+    def __init__(self, opa_url: str, audit_db: str, max_bundle_age_seconds: float, interval_seconds: float, timeout: float) -> None:
+        self.opa_url = opa_url.rstrip("/")
+        self.audit_db = audit_db
+        self.max_bundle_age_seconds = max_bundle_age_seconds
+        self.interval_seconds = interval_seconds
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._verdict: Verdict | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._session.close()
+
+    def cached(self) -> Verdict:
+        """The latest verdict; the first call checks now and starts the refresher (after fork)."""
+        if self._verdict is None:
+            with self._lock:
+                if self._thread is None:
+                    self._verdict = self.check()
+                    self._thread = threading.Thread(target=self._refresh, name="readiness", daemon=True)
+                    self._thread.start()
+        return self._verdict  # type: ignore[return-value]
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            self._verdict = self.check()
+
+    def check(self) -> Verdict:
+        checks = {
+            "opa": self._opa_bundle_active(),
+            "bundle_signed": self._signature_required(),
+            "bundle_fresh": self._bundle_fresh(),
+            "audit_store": self._audit_writable(),
+        }
+        failing = [name for name, c in checks.items() if not c["ok"]]
+        error: type[errors.LcrError] | None = None
+        if "audit_store" in failing:
+            error = errors.AuditUnavailable
+        elif "opa" in failing or "bundle_signed" in failing:
+            error = errors.PolicyUnavailable
+        elif "bundle_fresh" in failing:
+            error = errors.PolicyStale
+        verdict = Verdict(not failing, checks, error)
+        self._verdict = verdict
+        return verdict
+
+    def _get(self, path: str) -> requests.Response:
+        return self._session.get(self.opa_url + path, timeout=self.timeout)
+
+    def _opa_bundle_active(self) -> dict[str, Any]:
+        try:
+            ok = self._get("/health?bundles=true").status_code == 200
+        except requests.RequestException as exc:
+            return {"ok": False, "detail": f"OPA unreachable ({type(exc).__name__})"}
+        return {"ok": ok, "detail": "bundle activated" if ok else "OPA has not activated the policy bundle"}
+
+    def _signature_required(self) -> dict[str, Any]:
+        # OPA activates only verified bundles when signing is configured for the bundle.
+        try:
+            config = self._get("/v1/config").json()["result"]
+            keyid = config["bundles"][BUNDLE]["signing"]["keyid"]
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return {"ok": False, "detail": "OPA is not configured to verify the bundle's signature"}
+        return {"ok": bool(keyid), "detail": f"signature verified with key {keyid}"}
+
+    def _bundle_fresh(self) -> dict[str, Any]:
+        try:
+            families = {f.name: f for f in text_string_to_metric_families(self._get("/metrics").text)}
+        except (requests.RequestException, ValueError) as exc:
+            return {"ok": False, "detail": f"OPA metrics unreadable ({type(exc).__name__})"}
+        last_ns = 0.0
+        revision = None
+        for name in ("last_success_bundle_request", "last_success_bundle_activation"):
+            for sample in getattr(families.get(name), "samples", []):
+                if sample.labels.get("name") == BUNDLE:
+                    last_ns = max(last_ns, sample.value)
+                    revision = sample.labels.get("active_revision", revision)
+        if not last_ns:
+            return {"ok": False, "detail": "OPA reports no successful bundle download or activation"}
+        age = time.time() - last_ns / 1e9
+        ok = age <= self.max_bundle_age_seconds
+        detail = f"bundle server last reached {age:.0f}s ago (limit {self.max_bundle_age_seconds:.0f}s)"
+        return {"ok": ok, "detail": detail, "age_seconds": round(age, 1), "revision": revision}
+
+    def _audit_writable(self) -> dict[str, Any]:
+        try:
+            conn = sqlite3.connect(self.audit_db, timeout=self.timeout, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return {"ok": False, "detail": f"audit store not writable ({exc})"}
+        return {"ok": True, "detail": "audit store writable"}
