@@ -11,5 +11,6 @@ COPY dev dev
 RUN pip install --no-cache-dir . && mkdir -p /app/var && chown lcr /app/var
 USER lcr
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=2s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"
-CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--workers", "2", "sidecar:create_app()"]
+# Ready, not just alive: OPA up with a verified, recent bundle and the audit store writable.
+HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2)"
+CMD ["sh", "-c", "mkdir -p ${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus} && exec gunicorn --bind 0.0.0.0:8080 --workers 2 --config python:sidecar.gunicorn_conf 'sidecar:create_app()'"]

@@ -36,16 +36,20 @@ pids+=($!)
 pids+=($!)
 wait_for "http://127.0.0.1:$OPA_PORT/health?bundles=true" OPA var/log/opa.log
 wait_for "http://127.0.0.1:$UPSTREAM_PORT/fhir/metadata" "demo upstream" var/log/upstream.log
+# /metrics adds up every worker from here; stale files from a previous run would not.
+rm -rf var/prometheus && mkdir -p var/prometheus
+PROMETHEUS_MULTIPROC_DIR=var/prometheus \
 LCR_SIDECAR_OPA_URL="http://127.0.0.1:$OPA_PORT" \
 LCR_SIDECAR_UPSTREAM_URL="http://127.0.0.1:$UPSTREAM_PORT/fhir" \
-  "$PY/gunicorn" --bind "127.0.0.1:$SIDECAR_PORT" --workers 2 "sidecar:create_app()" >var/log/sidecar.log 2>&1 &
+  "$PY/gunicorn" --bind "127.0.0.1:$SIDECAR_PORT" --workers 2 --config python:sidecar.gunicorn_conf \
+  "sidecar:create_app()" >var/log/sidecar.log 2>&1 &
 pids+=($!)
-wait_for "http://127.0.0.1:$SIDECAR_PORT/healthz" sidecar var/log/sidecar.log
+wait_for "http://127.0.0.1:$SIDECAR_PORT/readyz" sidecar var/log/sidecar.log
 
 cat <<TXT
 
 LCR access sidecar is running (logs in var/log/, audit trail in var/audit.db):
-  sidecar        http://127.0.0.1:$SIDECAR_PORT   (POST /v1/record, POST /v1/menu)
+  sidecar        http://127.0.0.1:$SIDECAR_PORT   (POST /v1/record, POST /v1/menu; /readyz, /metrics)
   OPA            http://127.0.0.1:$OPA_PORT   (policy revision $revision)
   bundle server  http://127.0.0.1:$BUNDLE_PORT
   demo LCR FHIR  http://127.0.0.1:$UPSTREAM_PORT/fhir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -81,13 +83,87 @@ def start_bundle_server(directory: Path, log_dir: Path) -> Process:
     )
 
 
+@functools.cache
+def docker_engine_reachable() -> bool:
+    """True when a Docker engine answers (then OPA runs from the pinned image via testcontainers)."""
+    if os.environ.get("LCR_TEST_OPA") == "binary":
+        return False
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2)
+                s.connect(host.removeprefix("unix://"))
+                s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+                return b" 200 " in s.recv(64)
+        hostname, _, port = host.removeprefix("tcp://").partition(":")
+        with socket.create_connection((hostname, int(port or 2375)), timeout=2):
+            return True
+    except OSError:  # no engine, no socket, no permission: use the local binary
+        return False
+
+
+@dataclass
+class ContainerProcess:
+    """The same handle as Process, for OPA in a container (host network, so loopback URLs work)."""
+
+    name: str
+    container: Any
+    url: str
+    log_path: Path
+
+    @property
+    def log(self) -> Path:
+        self.log_path.write_bytes(b"".join(self.container.get_logs()))
+        return self.log_path
+
+    def stop(self) -> None:
+        self.container.stop()
+
+    def kill(self) -> None:
+        self.container.get_wrapped_container().kill()
+
+
+def _start_opa_container(port: int, config: Path, persist_dir: Path, bundle_server_url: str, log: Path) -> ContainerProcess:
+    from testcontainers.core.container import DockerContainer
+
+    versions = dict(
+        line.split("=", 1) for line in (ROOT / "tools" / "versions.env").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    persist_dir.mkdir(parents=True, exist_ok=True)
+    container = (
+        DockerContainer(f"openpolicyagent/opa:{versions['OPA_VERSION'].lstrip('v')}")
+        .with_kwargs(network_mode="host")
+        .with_env("BUNDLE_SERVER_URL", bundle_server_url)
+        .with_volume_mapping(str(config), "/config.yaml", "ro")
+        .with_volume_mapping(str(persist_dir), "/persist", "rw")
+        .with_command(f"run --server --addr 127.0.0.1:{port} --config-file /config.yaml --set persistence_directory=/persist")
+    )
+    container.start()
+    handle = ContainerProcess("opa", container, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(handle.url + "/health?bundles=true", timeout=0.5).status_code == 200:
+                return handle
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    handle.stop()
+    raise RuntimeError("opa container not ready within 30s")
+
+
 def start_opa(bundle_server_url: str, log_dir: Path, port: int | None = None, persist_dir: Path | None = None,
-              ready_path: str = "/health?bundles=true") -> Process:
-    """A real OPA polling the bundle server, verifying signatures with the dev key."""
+              ready_path: str = "/health?bundles=true") -> Process | ContainerProcess:
+    """A real OPA polling the bundle server and verifying signatures with the dev key: the
+    pinned image through testcontainers where a Docker engine answers, else the local binary."""
     port = port or free_port()
     persist_dir = persist_dir or log_dir / f"opa-{port}-persist"
     config = log_dir / f"opa-{port}.yaml"
     config.write_text(render_opa_config(persistence_directory=str(persist_dir)))
+    if docker_engine_reachable():
+        return _start_opa_container(port, config, persist_dir, bundle_server_url, log_dir / f"opa-{port}.log")
     return start(
         "opa",
         [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--config-file", str(config),
