@@ -124,7 +124,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--signing-key", type=Path, help="PEM private key (default $LCR_BUNDLE_SIGNING_KEY or the DEV key)")
     parser.add_argument("--key-id", help=f"key id OPA verifies with (default $LCR_BUNDLE_SIGNING_KEY_ID or {DEFAULT_KEY_ID})")
     parser.add_argument("--no-publish", action="store_true", help="archive only; do not replace serve/lcr.tar.gz")
+    parser.add_argument(
+        "--publish-archived", metavar="REVISION",
+        help="roll back/forward: publish an archived revision as it was signed, build nothing",
+    )
     args = parser.parse_args(argv)
+    if args.publish_archived:
+        archived = args.out / "archive" / f"{args.publish_archived}.tar.gz"
+        if not archived.exists():
+            parser.error(f"no archived bundle {archived}; see {args.out / 'archive'}")
+        publish_bundle(archived, args.out / "serve")
+        print(args.publish_archived)
+        return
     print(build(args.out, args.policies, signing_key=args.signing_key, key_id=args.key_id, publish=not args.no_publish))
 
 
