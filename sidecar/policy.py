@@ -28,6 +28,7 @@ class Decision:
     sections: list[str]  # what to show: requested ∩ permitted
     permitted: list[str]  # everything the caller's level may see
     reasons: list[str]
+    audit_scope: str | None  # audit.read only: own_care_service | all
     revision: str
     result: dict[str, Any]
 
@@ -77,10 +78,11 @@ class PolicyClient:
             or not _strings(sections)
             or not _strings(permitted)
             or not _strings(reasons)
-            or (allow and (reasons or not sections or not set(sections) <= set(permitted)))
+            or (allow and (reasons or not set(sections) <= set(permitted)))
         ):
             raise errors.PolicyUnavailable("The access policy gave an answer of the wrong shape; no record is shown.")
-        return Decision(allow, sections, permitted, reasons, revision, result)
+        scope = result.get("audit_scope")
+        return Decision(allow, sections, permitted, reasons, scope if isinstance(scope, str) else None, revision, result)
 
     def classify(self, decision: Decision, patient_id: str, resources: list[dict[str, Any]]) -> Classification:
         input_data = {

@@ -28,6 +28,7 @@ SUBJECT_CLAIMS = (
     "requesting_practitioner",
     "reason_for_request",
     "lcr_access_level",
+    "lcr_audit_role",
 )
 
 

@@ -17,7 +17,8 @@ import data.lcr.config
 #   sorted list of allowed sections (requested ∩ the level's; all of the level's when
 #   none were requested), empty when denied; `permitted` every section the level
 #   allows (what redaction checks each resource against), empty when denied;
-#   `reasons` the sorted deny codes.
+#   `reasons` the sorted deny codes; `audit_scope` for action audit.read, which
+#   rows of a resident's Audit Trail the caller sees (own_care_service | all), else null.
 # entrypoint: true
 decision := {
 	"allow": allow,
@@ -25,6 +26,7 @@ decision := {
 	"sections": _granted,
 	"permitted": _permitted,
 	"reasons": sort(reasons),
+	"audit_scope": _audit_scope,
 }
 
 # METADATA
@@ -49,6 +51,12 @@ reasons contains "access_level_unknown" if {
 reasons contains "access_level_no_access" if {
 	_level_known
 	count(_level_sections) == 0
+	not _reads_audit_trail
+}
+
+reasons contains "audit_trail_not_permitted" if {
+	_reads_audit_trail
+	not _audit_grant
 }
 
 reasons contains "care_service_missing" if not _has_service
@@ -105,17 +113,37 @@ default _granted := []
 
 _granted := sort(_level_sections) if {
 	allow
+	not _reads_audit_trail
 	count(_requested) == 0
 }
 
 _granted := sort(_requested & _level_sections) if {
 	allow
+	not _reads_audit_trail
 	count(_requested) > 0
 }
 
 default _permitted := []
 
-_permitted := sort(_level_sections) if allow
+_permitted := sort(_level_sections) if {
+	allow
+	not _reads_audit_trail
+}
+
+default _audit_scope := null
+
+_audit_scope := _audit_grant if {
+	allow
+	_reads_audit_trail
+}
+
+# A role (e.g. auditor) first, then the access level: no entry in either, no Audit Trail.
+_audit_grant := config.audit_trail.roles[input.subject.lcr_audit_role] if {
+	_non_empty_string(input.subject.lcr_audit_role)
+	config.audit_trail.roles[input.subject.lcr_audit_role]
+} else := config.audit_trail.access_levels[input.subject.lcr_access_level]
+
+_reads_audit_trail if input.action == "audit.read"
 
 default _requested := set()
 

@@ -41,7 +41,10 @@ _registered_manager := sort(array.concat(_senior, [
 	"community_information", "endoscopy", "gp_records", "mental_health",
 ]))
 
-_denied(reasons, level) := {"allow": false, "access_level": level, "sections": [], "permitted": [], "reasons": reasons}
+_denied(reasons, level) := {
+	"allow": false, "access_level": level, "sections": [], "permitted": [], "reasons": reasons,
+	"audit_scope": null,
+}
 
 test_decision_senior_carer_allowed if {
 	access.decision with input as _input == {
@@ -50,6 +53,7 @@ test_decision_senior_carer_allowed if {
 		"sections": _senior,
 		"permitted": _senior,
 		"reasons": [],
+		"audit_scope": null,
 	}
 }
 
@@ -234,4 +238,37 @@ test_decision_levels_come_from_data if {
 test_decision_london_icbs_come_from_data if {
 	access.decision.allow with input as _as({"requesting_organization": "VM401"})
 		with data.lcr.config.london_icbs as {"QKS": "Kent and Medway"}
+}
+
+_audit(subject) := object.union(_as(subject), {"action": "audit.read"})
+
+test_decision_audit_trail_registered_manager_sees_own_care_service if {
+	d := access.decision with input as _audit({"lcr_access_level": "registered_manager"})
+	d.allow
+	d.audit_scope == "own_care_service"
+	d.sections == []
+	d.permitted == []
+}
+
+test_decision_audit_trail_auditor_role_sees_all if {
+	d := access.decision with input as _audit({"lcr_access_level": "no_access", "lcr_audit_role": "auditor"})
+	d.allow
+	d.audit_scope == "all"
+}
+
+test_decision_audit_trail_unknown_role_falls_back_to_level if {
+	d := access.decision with input as _audit({"lcr_access_level": "registered_manager", "lcr_audit_role": "cleaner"})
+	d.audit_scope == "own_care_service"
+}
+
+test_decision_audit_trail_not_permitted_for_senior_carer if {
+	access.decision == _denied(["audit_trail_not_permitted"], "senior_carer") with input as _audit({})
+	d := access.decision with input as _audit({"lcr_access_level": "no_access"})
+	d.reasons == ["audit_trail_not_permitted"]
+}
+
+test_decision_audit_trail_still_needs_an_eligible_care_service if {
+	manager_elsewhere := {"lcr_access_level": "registered_manager", "requesting_organization": "VM301"}
+	d := access.decision with input as _audit(manager_elsewhere)
+	d.reasons == ["care_service_lcr_not_enabled"]
 }

@@ -81,5 +81,10 @@ test_london_icbs_are_the_five if {
 
 test_requests_and_actions if {
 	config.permitted_reasons_for_request == ["directcare"]
-	config.actions == ["record.read", "menu.read"]
+	config.actions == ["record.read", "menu.read", "audit.read"]
+}
+
+test_audit_trail_readers if {
+	config.audit_trail.roles == {"auditor": "all"}
+	config.audit_trail.access_levels == {"registered_manager": "own_care_service"}
 }
