@@ -77,6 +77,8 @@ def record() -> Response:
         access.body = redact_record(access, resources, patient_id)
     except errors.LcrError as error:
         return _finish(access, error)
+    except Exception:
+        return _bug(access)
     return _finish(access, None)
 
 
@@ -96,6 +98,8 @@ def menu() -> Response:
         return _finish(access, None, outcome=error.outcome)
     except errors.LcrError as error:
         return _finish(access, error)
+    except Exception:
+        return _bug(access)
     return _finish(access, None)
 
 
@@ -237,6 +241,13 @@ def _finish(access: Access, error: errors.LcrError | None, outcome: str = "allow
         response.headers["WWW-Authenticate"] = 'Bearer realm="lcr-sidecar"'
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _bug(access: Access) -> Response:
+    # A bug still fails closed and still leaves its audit row; the traceback goes to the
+    # log (no record content is in a traceback's locals, which are not logged).
+    log.exception("unexpected error decision_id=%s", access.event.decision_id)
+    return _finish(access, errors.InternalError())
 
 
 def audited_error(action: str, error: errors.LcrError) -> Response:
