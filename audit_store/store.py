@@ -1,22 +1,47 @@
-"""The SQLite audit store (sqlite-utils): schema by migrations, one committed row per request.
+"""The SQLite audit store (sqlite-utils): schema by migrations, a hash-chained append-only log.
 
-A row is committed (WAL, synchronous=FULL) before the response that it records leaves.
+Durability: a row is committed (WAL, synchronous=FULL) before `append()` returns, and the
+sidecar sends no response before that. Concurrent appends from the threads of one process
+are grouped into shared commits: one writer thread per process takes everything queued
+while the previous commit was being synced, and commits it as one transaction, so the fsync
+is paid once per group, not once per request. Every caller waits for its own row; a failed
+commit fails every row in it (each caller gets `AuditWriteError`, so its response is a 503).
+
+Several processes (gunicorn workers) append to the same file: the writers take turns on a
+lock file (`<db>.lock`), then each transaction takes SQLite's write lock (BEGIN IMMEDIATE),
+reads the chain head, and hashes and inserts its rows, so the log stays one chain whoever
+writes.
+
+Append-only: triggers refuse UPDATE and DELETE, and refuse an INSERT that does not extend
+the chain (seq = head + 1, prev_hash = head's row_hash). Tamper evidence does not rest on
+the triggers (whoever holds the file can drop them): `verify` recomputes the chain and checks
+the signed checkpoints (see chain.py, checkpoints.py, verify.py).
 """
 
 from __future__ import annotations
 
+import _thread
+import contextlib
+import datetime as dt
 import fcntl
+import math
+import os
+import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .events import AuditEvent
+from . import chain
+from .checkpoints import Signer, load_signer
+from .events import AuditEvent, canonical_json
 
 TABLE = "decisions"
+CHECKPOINTS = "checkpoints"
 
 migrations = Migrations("lcr_audit")
 
@@ -31,7 +56,7 @@ def _decisions(db: sqlite_utils.Database) -> None:
     db[TABLE].create(
         {
             # seq is the tamper-resistant sequence number of GP Connect's audit minimum;
-            # the hash chain over it comes with the auditors' tools.
+            # the hash chain over it is added by the migration below.
             "seq": int,
             "decision_id": str,
             "time": str,
@@ -68,35 +93,295 @@ def _decisions(db: sqlite_utils.Database) -> None:
     db[TABLE].create_index(["outcome", "time"])
 
 
+@migrations(name="hash_chain")
+def _hash_chain(db: sqlite_utils.Database) -> None:
+    conn = db.conn
+    conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN prev_hash TEXT")
+    conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN row_hash TEXT")
+    # Rows written before the chain existed are chained as they are, in seq order.
+    head_seq, head_hash = 0, chain.GENESIS
+    columns = ", ".join(("seq", *chain.CONTENT_COLUMNS))
+    while True:
+        batch = conn.execute(f"SELECT {columns} FROM {TABLE} WHERE seq > ? ORDER BY seq LIMIT 1000", (head_seq,)).fetchall()
+        if not batch:
+            break
+        for values in batch:
+            row = dict(zip(("seq", *chain.CONTENT_COLUMNS), values))
+            row["prev_hash"] = head_hash
+            head_seq, head_hash = row["seq"], chain.row_hash_of(row)
+            conn.execute(f"UPDATE {TABLE} SET prev_hash = ?, row_hash = ? WHERE seq = ?", (row["prev_hash"], head_hash, head_seq))
+    conn.execute(
+        f"""CREATE TABLE {CHECKPOINTS} (
+            seq INTEGER PRIMARY KEY,
+            row_hash TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            time TEXT NOT NULL
+        )"""
+    )
+    refuse = "SELECT RAISE(ABORT, 'the audit log is append-only: {} refused')"
+    for table in (TABLE, CHECKPOINTS):
+        conn.execute(f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} BEGIN {refuse.format('UPDATE')}; END")
+        conn.execute(f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} BEGIN {refuse.format('DELETE')}; END")
+    conn.execute(
+        f"""CREATE TRIGGER {TABLE}_chain_only BEFORE INSERT ON {TABLE}
+        WHEN NEW.row_hash IS NULL
+          OR NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM {TABLE})
+          OR NEW.prev_hash IS NOT coalesce((SELECT row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1), '{chain.GENESIS}')
+          OR EXISTS (SELECT 1 FROM {TABLE} WHERE decision_id = NEW.decision_id)
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: an insert must extend the hash chain'); END"""
+    )
+    conn.execute(
+        f"""CREATE TRIGGER {CHECKPOINTS}_on_chain BEFORE INSERT ON {CHECKPOINTS}
+        WHEN NEW.row_hash IS NOT (SELECT row_hash FROM {TABLE} WHERE seq = NEW.seq)
+        BEGIN SELECT RAISE(ABORT, 'a checkpoint must sign a row of the chain'); END"""
+    )
+
+
 class AuditWriteError(Exception):
     """The row could not be committed: the caller must not release the response."""
 
 
+class _Pending:
+    """Rows one caller is waiting for; resolved by the writer thread."""
+
+    __slots__ = ("rows", "first_seq", "error", "_done")
+
+    def __init__(self, rows: list[Any]) -> None:  # events, then Prepared rows once the writer has them
+        self.rows = rows
+        self.first_seq = 0
+        self.error: BaseException | None = None
+        self._done = _thread.allocate_lock()  # cheaper than threading.Event
+        self._done.acquire()
+
+    def resolve(self, first_seq: int = 0, error: BaseException | None = None) -> None:
+        self.first_seq, self.error = first_seq, error
+        self._done.release()
+
+    def wait(self) -> int:
+        self._done.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.first_seq
+
+
+_STOP = None
+WAL_RESET_PAGES = 4000  # ≈ 16 MB of log
+
+
+class WriterStats:
+    """Counters of the writer thread (read them for tests and benchmarks)."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.rows = 0
+        self.failed_commits = 0
+        self.checkpoints = 0
+
+
 class AuditStore:
-    def __init__(self, path: str | Path, busy_timeout_ms: int = 2000) -> None:
+    #: the schema (a subclass may use another, e.g. the benchmark's chain-less baseline)
+    MIGRATIONS = migrations
+
+    def __init__(
+        self,
+        path: str | Path,
+        busy_timeout_ms: int = 2000,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_key: str | Path | None = None,
+        max_batch: int = 1000,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
+        self.busy_timeout = busy_timeout_ms / 1000
+        self.checkpoint_every = int(checkpoint_every)
+        self.max_batch = int(max_batch)
+        self.stats = WriterStats()
+        #: called by the writer thread after each commit with (rows, seconds); for benchmarks
+        self.on_commit: Callable[[int, float], None] | None = None
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
-        self._lock = threading.Lock()
         # Several serving processes open the store at once; one applies the migrations.
         with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            migrations.apply(self.db)
+            self.MIGRATIONS.apply(self.db)
         # Durability over speed: the row must survive a crash once the response is out.
         self.db.execute("PRAGMA synchronous=FULL")
+        self.signer: Signer = load_signer(checkpoint_key, self.path)
+        self._writer: _Writer | None = None
+        self._writer_lock = threading.Lock()
+        self._turn_fd: int | None = None  # this process's handle on the writers' lock file
+        self._closed = False
 
-    def close(self) -> None:
-        self.db.close()
+    # -- writing -------------------------------------------------------------------------
 
     def append(self, event: AuditEvent) -> int:
+        """Commit one row durably and return its seq. Raises AuditWriteError."""
+        return self._submit([event])
+
+    def append_many(self, events: Iterable[AuditEvent | Mapping[str, Any]]) -> list[int]:
+        """Commit several rows in order (in commits of at most max_batch rows); their seqs."""
+        rows = list(events)
+        seqs: list[int] = []
+        for start in range(0, len(rows), self.max_batch):
+            part = rows[start : start + self.max_batch]
+            first = self._submit(part)
+            seqs.extend(range(first, first + len(part)))
+        return seqs
+
+    def _submit(self, rows: list[Any]) -> int:
+        pending = _Pending(rows)
+        self._ensure_writer().queue.put(pending)
+        return pending.wait()
+
+    def _ensure_writer(self) -> "_Writer":
+        writer = self._writer
+        if writer is not None and writer.pid == os.getpid() and writer.is_alive():
+            return writer
+        with self._writer_lock:
+            if self._closed:
+                raise AuditWriteError("the audit store is closed")
+            writer = self._writer
+            # A forked worker (gunicorn --preload) inherits no thread: start its own.
+            if writer is None or writer.pid != os.getpid() or not writer.is_alive():
+                writer = self._writer = _Writer(self)
+                writer.start()
+            return writer
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to the store (one per thread; close it when done)."""
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        # Serialise in this thread, before taking the lock: callers stay off the GIL.
+        ready = []
+        for p in batch:
+            try:
+                p.rows = [r if type(r) is tuple else self._prepare(r) for r in p.rows]
+            except AuditWriteError as exc:
+                p.resolve(error=exc)
+            else:
+                ready.append(p)
+        batch = ready
+        if not batch:
+            return
+        rows = [row for p in batch for row in p.rows]
         try:
-            with self._lock, self.db.conn:
-                self.db.conn.execute("BEGIN IMMEDIATE")
-                seq = self.db[TABLE].insert(event.row()).last_pk
-        except sqlite3.Error as exc:
-            raise AuditWriteError(f"{type(exc).__name__}: {exc}") from exc
-        return int(seq)
+            with self._turn():
+                started = time.perf_counter()  # the commit itself, not the wait for the turn
+                first_seq = self._write(conn, rows)
+                elapsed = time.perf_counter() - started
+        except sqlite3.IntegrityError as exc:
+            if len(batch) > 1:
+                # One bad row (e.g. a duplicate decision id) must not fail its neighbours.
+                for p in batch:
+                    self._commit(conn, [p])
+                return
+            self._fail(batch, exc)
+            return
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        self.stats.commits += 1
+        self.stats.rows += len(rows)
+        seq = first_seq
+        for p in batch:
+            p.resolve(seq)
+            seq += len(p.rows)
+        if self.on_commit is not None:
+            self.on_commit(len(rows), elapsed)
+
+    @staticmethod
+    def _prepare(row: AuditEvent | Mapping[str, Any]) -> Prepared:
+        return prepare(row)
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """The writers of all processes take turns on a lock file before BEGIN IMMEDIATE.
+
+        SQLite's own busy handler sleeps 1, 2, 5 … 100 ms between tries, so a waiting
+        process oversleeps every commit of the other; a file lock hands over in microseconds.
+        Waiting is bounded by the busy timeout, after which the commit fails (503).
+        """
+        fd = self._turn_fd
+        if fd is None:
+            yield
+            return
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.00005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError(f"database is locked: another writer held the audit store for over {self.busy_timeout:g}s") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.001)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _fail(self, batch: list[_Pending], exc: Exception) -> None:
+        self.stats.failed_commits += 1
+        for p in batch:
+            p.resolve(error=AuditWriteError(f"{type(exc).__name__}: {exc}"))
+
+    def _write(self, conn: sqlite3.Connection, rows: list[Prepared]) -> int:
+        """One transaction: lock, read the head, chain the rows, insert, maybe checkpoint."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            head_seq, head_hash, last_checkpoint = conn.execute(_HEAD).fetchone()
+            params = []
+            new_seq, new_hash = head_seq, head_hash
+            for values, content in rows:
+                new_seq += 1
+                prev, new_hash = new_hash, chain.row_hash(new_seq, new_hash, content)
+                params.append((new_seq, prev, new_hash, *values))
+            conn.executemany(_INSERT, params)
+            if self.checkpoint_every > 0 and new_seq - last_checkpoint >= self.checkpoint_every:
+                self._insert_checkpoint(conn, new_seq, new_hash)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return head_seq + 1
+
+    def _insert_checkpoint(self, conn: sqlite3.Connection, seq: int, row_hash: str) -> dict[str, Any]:
+        now = _utcnow()
+        cp = {"seq": seq, "row_hash": row_hash, "signature": self.signer.sign(seq, row_hash, now), "key_id": self.signer.kid, "time": now}
+        conn.execute(f"INSERT INTO {CHECKPOINTS} (seq, row_hash, signature, key_id, time) VALUES (:seq, :row_hash, :signature, :key_id, :time)", cp)
+        self.stats.checkpoints += 1
+        return cp
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """Sign the current chain head now (no-op when it is already signed); the checkpoint row."""
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq, row_hash = _head(conn)
+                existing = conn.execute(f"SELECT * FROM {CHECKPOINTS} WHERE seq = ?", (seq,)).fetchone()
+                cp = None
+                if seq and existing is None:
+                    cp = self._insert_checkpoint(conn, seq, row_hash)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if existing is not None:
+                return dict(zip(("seq", "row_hash", "signature", "key_id", "time"), existing))
+            return cp
+        finally:
+            conn.close()
+
+    # -- reading -------------------------------------------------------------------------
 
     def rows(self, **where: Any) -> Iterator[dict[str, Any]]:
         clause = " and ".join(f"[{k}] = :{k}" for k in where) or None
@@ -105,9 +390,163 @@ class AuditStore:
     def count(self) -> int:
         return self.db[TABLE].count
 
+    def head(self) -> tuple[int, str]:
+        """(seq, row_hash) of the last row; (0, GENESIS) when empty."""
+        return _head(self.db.conn)
+
+    def close(self) -> None:
+        with self._writer_lock:
+            self._closed = True
+            writer, self._writer = self._writer, None
+        if writer is not None and writer.pid == os.getpid() and writer.is_alive():
+            writer.queue.put(_STOP)
+            writer.join()
+        self.db.close()
+
+
+class _Writer(threading.Thread):
+    """Commits whatever is queued, as one transaction per round."""
+
+    def __init__(self, store: AuditStore) -> None:
+        super().__init__(name="audit-writer", daemon=True)
+        self.store = store
+        self.pid = os.getpid()
+        self.queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        stopping = False
+        wal = _WalCheckpointer(self.store)
+        try:
+            conn = self.store.connect()
+            self.store._turn_fd = os.open(self.store.path.with_name(self.store.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            # WAL checkpoints (copying the log back into the database, with its own fsync)
+            # mostly run in a background thread, not inside commits that callers wait for;
+            # the commit that finds the log over WAL_RESET_PAGES finishes the job (little is
+            # left to copy by then), inside this process's writing turn, so the log restarts
+            # from the beginning instead of growing for as long as appends keep coming.
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESET_PAGES}")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages stay in memory
+            wal.start()
+            while not stopping:
+                first = self.queue.get()
+                if first is _STOP:
+                    break
+                batch, size = [first], len(first.rows)
+                # Group commit: everything that queued up while the last commit was syncing.
+                while size < self.store.max_batch:
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                    size += len(item.rows)
+                self.store._commit(conn, batch)
+        except BaseException as exc:  # never leave a caller waiting forever
+            error = AuditWriteError(f"audit writer stopped: {type(exc).__name__}: {exc}")
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _STOP:
+                    item.resolve(error=error)
+            raise
+        finally:
+            wal.stop()
+            if conn is not None:
+                conn.close()
+            fd, self.store._turn_fd = self.store._turn_fd, None
+            if fd is not None:
+                os.close(fd)
+
+
+class _WalCheckpointer(threading.Thread):
+    """Moves the WAL into the database every `interval` seconds (PASSIVE: never blocks writers)."""
+
+    def __init__(self, store: AuditStore, interval: float = 0.25) -> None:
+        super().__init__(name="audit-wal-checkpointer", daemon=True)
+        self.store = store
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        conn = self.store.connect()
+        try:
+            while not self._stop_event.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass  # busy or locked: try again next round; the log only grows meanwhile
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self.is_alive():
+            self._stop_event.set()
+            self.join()
+
+
+_WIDTH = len(chain.STORED_COLUMNS)
+_HEAD = f"""SELECT coalesce(max(seq), 0),
+    coalesce((SELECT row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1), '{chain.GENESIS}'),
+    coalesce((SELECT max(seq) FROM {CHECKPOINTS}), 0)
+    FROM {TABLE}"""
+
+
+_INSERT = f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES ({', '.join('?' * _WIDTH)})"
+
+
+#: a row ready for the writer: its content values (CONTENT_COLUMNS order) and their canonical JSON
+Prepared = tuple[tuple[Any, ...], str]
+
+
+def prepare(event: AuditEvent | Mapping[str, Any]) -> Prepared:
+    """Type the row as it will be stored and serialise its content, in the caller's thread.
+
+    Raises AuditWriteError for a row that cannot be stored as it is.
+    """
+    source = event.__dict__ if isinstance(event, AuditEvent) else event
+    values: list[Any] = []
+    try:
+        for name, kind in chain.CONTENT_COLUMNS.items():
+            value = source.get(name)
+            if value is not None and type(value) is not kind:
+                if isinstance(value, (list, dict)):
+                    value = canonical_json(value)
+                elif kind is float and not math.isfinite(value):
+                    value = None  # SQLite would store NaN as NULL: hash what reads back
+                else:
+                    value = kind(value)
+            elif kind is float and value is not None and not math.isfinite(value):
+                value = None
+            values.append(value)
+        content = chain.content_json(dict(zip(chain.CONTENT_NAMES, values)))
+    except (TypeError, ValueError) as exc:
+        raise AuditWriteError(f"unstorable audit row: {exc}") from exc
+    return tuple(values), content
+
+
+def _head(conn: sqlite3.Connection) -> tuple[int, str]:
+    head = conn.execute(f"SELECT seq, row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+    return (int(head[0]), str(head[1])) if head else (0, chain.GENESIS)
+
+
+def _utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
 
 def init_app(app: Any) -> AuditStore:
     """Open the store once per process and close it with the app."""
-    store = AuditStore(app.config["AUDIT_DB"], app.config["AUDIT_BUSY_TIMEOUT_MS"])
+    config = app.config
+    store = AuditStore(
+        config["AUDIT_DB"],
+        config["AUDIT_BUSY_TIMEOUT_MS"],
+        checkpoint_every=int(config.get("AUDIT_CHECKPOINT_EVERY", 1000)),
+        checkpoint_key=config.get("AUDIT_CHECKPOINT_KEY_FILE") or None,
+    )
     app.extensions["audit_store"] = store
     return store

@@ -38,6 +38,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UPSTREAM_TIMEOUT_SECONDS", 5.0, "Give up on the LCR FHIR API after this long (504)."),
     Setting("UPSTREAM_MAX_BYTES", 50_000_000, "Refuse an upstream answer larger than this (502)."),
     Setting("AUDIT_DB", str(ROOT / "var" / "audit.db"), "SQLite file of the audit store."),
+    Setting(
+        "AUDIT_CHECKPOINT_KEY_FILE",
+        None,
+        "Ed25519 private key (PEM) that signs audit checkpoints; unset: a DEV-ONLY key is generated beside AUDIT_DB.",
+    ),
+    Setting("AUDIT_CHECKPOINT_EVERY", 1000, "Sign the audit chain head every this many rows (0: only with `lcr-audit checkpoint`)."),
     Setting("AUDIT_BUSY_TIMEOUT_MS", 2000, "Wait this long for a locked audit store before failing closed."),
     Setting("TOKEN_ISSUER", "https://care-app.dev.lcr.example", "Expected `iss` of care-app tokens."),
     Setting("TOKEN_AUDIENCE", "lcr-sidecar", "Expected `aud` of care-app tokens."),

@@ -1,0 +1,5 @@
+"""python -m audit_store …  (the same as `lcr-audit …`)."""
+
+from .cli import main
+
+main()

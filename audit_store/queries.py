@@ -1,0 +1,258 @@
+"""The auditors' questions, as functions returning plain dicts (for the CLI and the HTTP API).
+
+    who_accessed(store, "999 000 0018", since="2026-11-01", outcome="allowed")
+    staff_activity(store, "staff-0042")
+    service_activity(store, "VM101", until="2026-11-30")
+    denials(store, reason="care_service_not_in_london_icb")
+
+Each returns one page: `{"rows": [...], "next_after_seq": int | None}` in seq order
+(or `"next_before_seq"` with `newest_first=True`); pass the cursor back to get the next
+page. `iter_rows` streams every matching row for exports. Rows carry what an auditor needs
+(who, when, which resident, what was decided and disclosed); the decision's full input and
+result only with `detail=True`. Nothing here can change the log: connections are
+query-only.
+
+Times are compared in UTC. `since` is inclusive, `until` exclusive; a date alone
+(`2026-11-25`) means the start of that day for `since` and the end of it for `until`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import sqlite3
+from dataclasses import dataclass, fields
+from typing import Any, Iterator
+
+from .store import TABLE, AuditStore
+
+SUMMARY_FIELDS: tuple[str, ...] = (
+    "seq", "decision_id", "time", "action", "outcome", "http_status", "error_code",
+    "subject_id", "subject_name", "care_service", "access_level", "reason_for_request", "client",
+    "nhs_number", "reasons", "sections_requested", "sections_allowed", "sections_returned",
+    "resources_returned", "resources_withheld", "policy_revision", "response_sha256", "latency_ms",
+)
+DETAIL_FIELDS: tuple[str, ...] = (*SUMMARY_FIELDS, "opa_input", "opa_result", "prev_hash", "row_hash")
+JSON_FIELDS = frozenset({"reasons", "sections_requested", "sections_allowed", "sections_returned", "opa_input", "opa_result"})
+DENIED = "denied"
+MAX_LIMIT = 1000
+
+
+class QueryError(ValueError):
+    """A filter that cannot be applied (bad NHS number, bad time)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    nhs_number: str | None = None
+    subject_id: str | None = None
+    care_service: str | None = None
+    outcomes: tuple[str, ...] = ()
+    reason: str | None = None
+    access_level: str | None = None
+    action: str | None = None
+    policy_revision: str | None = None
+    since: str | None = None
+    until: str | None = None
+    seq_from: int | None = None
+    seq_to: int | None = None
+
+    @classmethod
+    def make(cls, **kw: Any) -> "Filters":
+        """Normalise what a person types: NHS numbers with spaces, dates, one outcome or many."""
+        outcome = kw.pop("outcome", None)
+        outcomes = kw.pop("outcomes", None) or ()
+        if isinstance(outcome, str):
+            outcomes = (*outcomes, outcome)
+        elif outcome:
+            outcomes = (*outcomes, *outcome)
+        kw["outcomes"] = tuple(outcomes)
+        if kw.get("nhs_number") is not None:
+            kw["nhs_number"] = normalise_nhs_number(kw["nhs_number"])
+        if kw.get("since") is not None:
+            kw["since"] = normalise_time(kw["since"], end_of_day=False)
+        if kw.get("until") is not None:
+            kw["until"] = normalise_time(kw["until"], end_of_day=True)
+        known = {f.name for f in fields(cls)}
+        unknown = set(kw) - known
+        if unknown:
+            raise QueryError(f"unknown filters: {sorted(unknown)}")
+        return cls(**kw)
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for name in ("nhs_number", "subject_id", "care_service", "access_level", "action", "policy_revision"):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"{name} = ?")
+                params.append(value)
+        if self.outcomes:
+            clauses.append(f"outcome IN ({', '.join('?' for _ in self.outcomes)})")
+            params.extend(self.outcomes)
+        if self.reason is not None:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(reasons) THEN reasons ELSE '[]' END) WHERE value = ?)")
+            params.append(self.reason)
+        if self.since is not None:
+            clauses.append("time >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("time < ?")
+            params.append(self.until)
+        if self.seq_from is not None:
+            clauses.append("seq >= ?")
+            params.append(int(self.seq_from))
+        if self.seq_to is not None:
+            clauses.append("seq <= ?")
+            params.append(int(self.seq_to))
+        return (" AND ".join(clauses) or "1"), params
+
+
+def normalise_nhs_number(value: str) -> str:
+    digits = re.sub(r"[\s-]", "", str(value))
+    if not re.fullmatch(r"\d{10}", digits):
+        raise QueryError(f"NHS number {value!r} is not 10 digits (spaces or hyphens allowed)")
+    return digits
+
+
+def normalise_time(value: str | dt.datetime | dt.date, end_of_day: bool) -> str:
+    """The stored form: UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime.combine(value, dt.time(), dt.timezone.utc) + (dt.timedelta(days=1) if end_of_day else dt.timedelta())
+    else:
+        text = str(value).strip()
+        try:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                day = dt.date.fromisoformat(text)
+                return normalise_time(day, end_of_day)
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise QueryError(f"time {value!r} is not ISO 8601 (e.g. 2026-11-25 or 2026-11-25T14:30:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+Source = AuditStore | sqlite3.Connection | str | os.PathLike[str]
+
+
+@contextlib.contextmanager
+def connect(source: Source) -> Iterator[sqlite3.Connection]:
+    """A query-only connection to the store (closed afterwards unless one was passed in)."""
+    if isinstance(source, sqlite3.Connection):
+        yield source
+        return
+    if isinstance(source, AuditStore):
+        path = source.path
+    else:
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise QueryError(f"no audit store at {path}")
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+    try:
+        conn.execute("PRAGMA query_only = 1")
+        yield conn
+    finally:
+        conn.close()
+
+
+def decode(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON columns as lists/objects (malformed text is left as text, never dropped)."""
+    for name in JSON_FIELDS & row.keys():
+        value = row[name]
+        if isinstance(value, str):
+            try:
+                row[name] = json.loads(value)
+            except ValueError:
+                pass
+    return row
+
+
+def search(
+    source: Source,
+    filters: Filters | None = None,
+    *,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+    limit: int = 100,
+    newest_first: bool = False,
+    detail: bool = False,
+) -> dict[str, Any]:
+    """One page of matching rows, by seq."""
+    filters = filters or Filters()
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    where, params = filters.where()
+    if after_seq is not None:
+        where += " AND seq > ?"
+        params.append(int(after_seq))
+    if before_seq is not None:
+        where += " AND seq < ?"
+        params.append(int(before_seq))
+    names = DETAIL_FIELDS if detail else SUMMARY_FIELDS
+    order = "DESC" if newest_first else "ASC"
+    sql = f"SELECT {', '.join(names)} FROM {TABLE} WHERE {where} ORDER BY seq {order} LIMIT ?"
+    with connect(source) as conn:
+        found = conn.execute(sql, [*params, limit + 1]).fetchall()
+    more = len(found) > limit
+    rows = [decode(dict(zip(names, values))) for values in found[:limit]]
+    cursor = rows[-1]["seq"] if more and rows else None
+    key = "next_before_seq" if newest_first else "next_after_seq"
+    return {"rows": rows, key: cursor, "limit": limit}
+
+
+def who_accessed(source: Source, nhs_number: str, **kw: Any) -> dict[str, Any]:
+    """Every request about one resident (by NHS number): who, when, what was decided and shown."""
+    page, filt = _split(kw)
+    return search(source, Filters.make(nhs_number=nhs_number, **filt), **page)
+
+
+def staff_activity(source: Source, subject_id: str, **kw: Any) -> dict[str, Any]:
+    """Everything one member of staff (token `sub`) asked for."""
+    page, filt = _split(kw)
+    return search(source, Filters.make(subject_id=subject_id, **filt), **page)
+
+
+def service_activity(source: Source, care_service: str, **kw: Any) -> dict[str, Any]:
+    """Everything asked for from one care service (ODS code)."""
+    page, filt = _split(kw)
+    return search(source, Filters.make(care_service=care_service, **filt), **page)
+
+
+def denials(source: Source, **kw: Any) -> dict[str, Any]:
+    """Every request the policy refused (outcome `denied`), optionally for one deny reason."""
+    page, filt = _split(kw)
+    return search(source, Filters.make(outcome=DENIED, **filt), **page)
+
+
+def iter_rows(source: Source, filters: Filters | None = None, *, detail: bool = True, batch: int = 2000) -> Iterator[dict[str, Any]]:
+    """Every matching row in seq order, streamed (constant memory), JSON columns decoded."""
+    filters = filters or Filters()
+    where, params = filters.where()
+    names = DETAIL_FIELDS if detail else SUMMARY_FIELDS
+    with connect(source) as conn:
+        cursor = conn.execute(f"SELECT {', '.join(names)} FROM {TABLE} WHERE {where} ORDER BY seq", params)
+        while True:
+            chunk = cursor.fetchmany(batch)
+            if not chunk:
+                return
+            for values in chunk:
+                yield decode(dict(zip(names, values)))
+
+
+def count(source: Source, filters: Filters | None = None) -> int:
+    where, params = (filters or Filters()).where()
+    with connect(source) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {TABLE} WHERE {where}", params).fetchone()[0])
+
+
+_PAGE_KEYS = ("after_seq", "before_seq", "limit", "newest_first", "detail")
+
+
+def _split(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    page = {k: kw.pop(k) for k in _PAGE_KEYS if k in kw}
+    return page, kw

@@ -1,0 +1,268 @@
+"""Durable audit append: group commit with the hash chain vs the same inserts without it.
+
+    python -m bench.audit                       # 2 processes x 32 threads, 5 s per variant
+    python -m bench.audit --processes 2 --threads 64 --seconds 10 --out bench/results
+
+In one run, on the same disk:
+- floor:     the cost of one fsync on this disk (4 KiB write + fsync), the price of a commit;
+- chained:   AuditStore as the sidecar uses it (WAL, synchronous=FULL, group commit, hash
+             chain, signed checkpoints every 1000 rows, append-only triggers);
+- unchained: the same rows, same schema and indexes, same group-commit writer, same
+             durability, but no hash chain: no head read, no hashing, no chain trigger;
+- one-per-commit: the chained store with grouping off (max_batch=1), for scale.
+
+Load: P processes (like gunicorn workers) x T threads appending pre-built events as fast as
+appends return; every append is durable when it returns. Reports rows/s, commit latency
+(BEGIN IMMEDIATE … COMMIT, as the writer sees it) and append latency (as a caller sees it).
+Writes bench/results/audit-append.json and refreshes bench/results/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlite_utils import Migrations
+
+from audit_store import AuditEvent, AuditStore, chain
+from audit_store.store import Prepared, _decisions, _wal, canonical_json
+
+from .report import machine, percentile, write_result
+
+BASELINE = Migrations("lcr_audit")  # the schema before the chain: same table, same indexes
+BASELINE(name="wal", transactional=False)(_wal)
+BASELINE(name="decisions")(_decisions)
+_PLAIN_INSERT = f"INSERT INTO decisions ({', '.join(chain.CONTENT_NAMES)}) VALUES ({', '.join('?' * len(chain.CONTENT_NAMES))})"
+
+
+class UnchainedStore(AuditStore):
+    """The same writer and durability, without the hash chain."""
+
+    MIGRATIONS = BASELINE
+
+    @staticmethod
+    def _prepare(row: Any) -> Prepared:
+        source = row.__dict__ if isinstance(row, AuditEvent) else row
+        values = []
+        for name, kind in chain.CONTENT_COLUMNS.items():
+            value = source.get(name)
+            if isinstance(value, (list, dict)):
+                value = canonical_json(value)
+            values.append(value)
+        return tuple(values), ""
+
+    def _write(self, conn: sqlite3.Connection, rows: list[Prepared]) -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_PLAIN_INSERT, [values for values, _ in rows])
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return int(last) - len(rows) + 1
+
+
+def sample_events(n: int, seed: int) -> list[AuditEvent]:
+    """Rows shaped like the sidecar's (an allowed record fetch, ~1.5 KB of JSON): times rising,
+    2,000 residents, 400 staff, 20 care services (what the indexes see in production)."""
+    import random
+
+    rng = random.Random(seed)
+    start = dt.datetime(2026, 11, 25, 12, tzinfo=dt.timezone.utc) + dt.timedelta(hours=seed)
+    out = []
+    for i in range(n):
+        decision_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        staff = rng.randrange(400)
+        service = f"VM{100 + staff % 20}"
+        nhs = f"999{rng.randrange(2000):06d}1"
+        stamp = (start + dt.timedelta(microseconds=50 * i)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        subject = {
+            "sub": f"staff-{staff:04d}", "name": "Ada Carer", "requesting_organization": service,
+            "reason_for_request": "directcare", "lcr_access_level": "senior_carer",
+            "iss": "https://care-app.dev.lcr.example", "aud": "lcr-sidecar", "iat": 1764072000, "exp": 1764072300,
+            "jti": decision_id,
+        }
+        sections = ["alerts", "allergies", "appointments", "care_plans", "medications", "vital_signs"]
+        out.append(
+            AuditEvent(
+                decision_id=decision_id, time=stamp, action="record.read",
+                outcome="allowed", http_status=200, subject_id=subject["sub"], subject_name=subject["name"],
+                care_service=service, access_level="senior_carer", reason_for_request="directcare", client="10.0.0.7",
+                nhs_number=nhs, sections_allowed=sections, sections_returned={s: 2 for s in sections},
+                resources_returned=13, resources_withheld=4, policy_revision="sha256-512f6ebae23d49e1453f",
+                opa_input={"subject": subject, "patient": {"nhs_number": nhs, "dob": "1938-04-12"}, "action": "record.read",
+                           "sections": [], "request": {"id": decision_id, "time": stamp, "client": "10.0.0.7", "purpose": "directcare"}},
+                opa_result={"allow": True, "access_level": "senior_carer", "sections": sections, "permitted": sections, "reasons": [], "audit_scope": None},
+                response_sha256="ab" * 32, latency_ms=12.345 + i % 7,
+            )
+        )
+    return out
+
+
+def _worker(kind: str, db: str, key: str, threads: int, seconds: float, max_batch: int, start: Any, results: Any, index: int) -> None:
+    cls = UnchainedStore if kind == "unchained" else AuditStore
+    store = cls(db, checkpoint_key=key, checkpoint_every=0 if kind == "unchained" else 1000, max_batch=max_batch, busy_timeout_ms=10000)
+    commits: list[tuple[int, float]] = []
+    store.on_commit = lambda n, t: commits.append((n, t))
+    events = sample_events(40_000 if kind != "one-per-commit" else 8_000, seed=index * 1000 + threads)
+    store.append(events.pop())  # writer thread up before the clock starts
+    commits.clear()
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    stop = threading.Event()
+    cursor = iter(range(len(events)))
+    lock = threading.Lock()
+
+    def run(t: int) -> None:
+        mine = latencies[t]
+        while not stop.is_set():
+            with lock:
+                i = next(cursor, None)
+            if i is None:
+                return
+            started = time.perf_counter()
+            store.append(events[i])
+            mine.append(time.perf_counter() - started)
+
+    pool = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    start.wait()
+    began = time.perf_counter()
+    for t in pool:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - began
+    store.close()
+    results.put({"rows": sum(len(x) for x in latencies), "seconds": elapsed, "commits": commits,
+                 "latencies": [v for x in latencies for v in x]})
+
+
+def run_variant(kind: str, folder: Path, key: Path, processes: int, threads: int, seconds: float) -> dict[str, Any]:
+    db = folder / f"{kind}.db"
+    cls = UnchainedStore if kind == "unchained" else AuditStore
+    cls(db, checkpoint_key=key).close()  # schema in place before the workers race for it
+    ctx = mp.get_context("fork")
+    start, results = ctx.Event(), ctx.Queue()
+    max_batch = 1 if kind == "one-per-commit" else 1000
+    procs = [ctx.Process(target=_worker, args=(kind, str(db), str(key), threads, seconds, max_batch, start, results, i)) for i in range(processes)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0 + 0.3 * processes)  # events built, stores open
+    start.set()
+    parts = [results.get(timeout=seconds + 300) for _ in procs]
+    for p in procs:
+        p.join()
+    rows = sum(p["rows"] for p in parts)
+    wall = max(p["seconds"] for p in parts)
+    commit_times = sorted(t for p in parts for _, t in p["commits"])
+    batch_sizes = [n for p in parts for n, _ in p["commits"]]
+    latencies = sorted(v for p in parts for v in p["latencies"])
+    conn = sqlite3.connect(db)
+    stored = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
+    conn.close()
+    return {
+        "variant": kind,
+        "rows": rows,
+        "rows_stored": stored,
+        "seconds": round(wall, 3),
+        "rows_per_second": round(rows / wall, 1),
+        "commits": len(commit_times),
+        "rows_per_commit": round(statistics.mean(batch_sizes), 1) if batch_sizes else 0,
+        "commit_ms": {"p50": percentile(commit_times, 50, 1e3), "p99": percentile(commit_times, 99, 1e3), "max": round(commit_times[-1] * 1e3, 3) if commit_times else None},
+        "append_ms": {"p50": percentile(latencies, 50, 1e3), "p99": percentile(latencies, 99, 1e3)},
+    }
+
+
+NOTES = [
+    "commit = BEGIN IMMEDIATE … COMMIT as the writer thread times it (after its turn on the cross-process lock); "
+    "append = what a request thread waits, queueing and the other process's turns included.",
+    "Every variant pays the same schema: the table plus five indexes, three of them (decision_id, nhs_number+time, "
+    "subject_id+time) written at random positions, so each row dirties several pages that the WAL writes in full.",
+    "Measured alone on this machine (one thread, 64 rows per commit): serialising a row ≈ 40–60 µs of CPU, "
+    "inserting and committing it ≈ 90–120 µs; a single writer is bounded near 6–7k rows/s before any thread contention.",
+    "Request threads and the writer share one GIL per process, so under this synthetic load (threads that do nothing "
+    "but append) the writer waits for the interpreter; gunicorn gthread workers spend most of a request waiting on OPA "
+    "and the LCR API instead.",
+]
+
+
+def fsync_floor(folder: Path, n: int = 2000) -> dict[str, Any]:
+    path = folder / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    times = []
+    try:
+        block = os.urandom(4096)
+        for _ in range(n):
+            os.write(fd, block)
+            started = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+    times.sort()
+    p50 = times[len(times) // 2]
+    return {"fsyncs": n, "fsync_ms": {"p50": percentile(times, 50, 1e3), "p99": percentile(times, 99, 1e3)}, "one_commit_per_row_ceiling_per_second": round(1 / p50)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", type=int, default=2, help="writer processes (gunicorn workers)")
+    parser.add_argument("--threads", type=int, default=32, help="appending threads per process")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per variant")
+    parser.add_argument("--dir", type=Path, default=Path("var") / "bench", help="where the databases go (the disk measured)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="append-") as tmp:
+        folder = Path(tmp)
+        key = folder / "checkpoint.pem"  # a throwaway checkpoint key
+        key.write_bytes(Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        floor = fsync_floor(folder)
+        print(f"fsync floor: p50 {floor['fsync_ms']['p50']} ms, p99 {floor['fsync_ms']['p99']} ms")
+        variants = {}
+        for kind in ("chained", "unchained", "one-per-commit"):
+            variants[kind] = run_variant(kind, folder, key, args.processes, args.threads, args.seconds)
+            v = variants[kind]
+            print(f"{kind:15s} {v['rows_per_second']:>9,.0f} rows/s  {v['rows_per_commit']:>6} rows/commit  "
+                  f"commit p50 {v['commit_ms']['p50']} ms p99 {v['commit_ms']['p99']} ms  append p99 {v['append_ms']['p99']} ms")
+    chained, unchained = variants["chained"], variants["unchained"]
+    result = {
+        "benchmark": "audit-append",
+        "machine": machine(),
+        "load": {"processes": args.processes, "threads_per_process": args.threads, "seconds_per_variant": args.seconds},
+        "floor": floor,
+        "variants": variants,
+        "ratios": {
+            "unchained_over_chained_rows_per_second": round(unchained["rows_per_second"] / chained["rows_per_second"], 2),
+            "chained_over_one_per_commit": round(chained["rows_per_second"] / variants["one-per-commit"]["rows_per_second"], 1),
+        },
+        "notes": NOTES,
+        "targets": {
+            "rows_per_second>=20000": chained["rows_per_second"] >= 20000,
+            "commit_p99_ms<=2": (chained["commit_ms"]["p99"] or 1e9) <= 2,
+            "within_2x_of_unchained": unchained["rows_per_second"] / chained["rows_per_second"] <= 2,
+        },
+    }
+    write_result(args.out, "audit-append.json", result)
+    print(json.dumps(result["ratios"]), json.dumps(result["targets"]))
+
+
+if __name__ == "__main__":
+    main()

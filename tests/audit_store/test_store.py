@@ -1,0 +1,210 @@
+"""The store: durable chained appends, group commit, append-only triggers, migration of old files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+
+import pytest
+import sqlite_utils
+
+from audit_store import AuditStore, AuditWriteError, chain
+from audit_store.store import migrations
+from audit_store.verify import verify
+from audit_store.checkpoints import load_public_keys
+
+from .conftest import event
+
+
+def test_append_returns_consecutive_seqs_and_chains_rows(make_store):
+    store = make_store()
+    seqs = [store.append(event(i)) for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    rows = list(store.rows())
+    assert [r["seq"] for r in rows] == seqs
+    assert rows[0]["prev_hash"] == chain.GENESIS
+    for before, after in zip(rows, rows[1:]):
+        assert after["prev_hash"] == before["row_hash"]
+    assert all(r["row_hash"] == chain.row_hash_of(r) for r in rows)
+    assert store.count() == 5 and store.head() == (5, rows[-1]["row_hash"])
+
+
+def test_row_hash_is_sha256_of_the_canonical_json_of_the_row(make_store):
+    store = make_store()
+    store.append(event(0, subject_name="Zoë Ünal"))
+    row = next(store.rows())
+    content = {name: row[name] for name in chain.CONTENT_NAMES}
+    canonical = json.dumps({"content": content, "prev_hash": row["prev_hash"], "seq": row["seq"]}, sort_keys=True, separators=(",", ":"))
+    import hashlib
+
+    assert row["row_hash"] == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        pytest.param("UPDATE decisions SET outcome = 'allowed' WHERE seq = 1", id="update"),
+        pytest.param("DELETE FROM decisions WHERE seq = 1", id="delete"),
+        pytest.param("DELETE FROM decisions", id="delete-all"),
+        pytest.param("UPDATE checkpoints SET seq = 1", id="update-checkpoint"),
+        pytest.param("DELETE FROM checkpoints", id="delete-checkpoint"),
+        pytest.param(
+            "INSERT INTO decisions (seq, decision_id, time, action, outcome, http_status) VALUES (99, 'x', 't', 'a', 'o', 200)",
+            id="insert-off-chain",
+        ),
+        pytest.param(
+            "INSERT OR REPLACE INTO decisions SELECT * FROM decisions WHERE seq = 1",
+            id="replace",
+        ),
+    ],
+)
+def test_the_store_refuses_changes(filled, sql):
+    conn = sqlite3.connect(filled.path, isolation_level=None)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute(sql)
+    conn.close()
+    assert filled.count() == 30
+
+
+def test_group_commit_groups_concurrent_appends(make_store):
+    store = make_store(checkpoint_every=0)
+    store.append(event(0))  # writer thread up
+    before = store.stats.commits
+    barrier = threading.Barrier(32)
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(20):
+                store.append(event(k * 100 + i))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    commits = store.stats.commits - before
+    assert store.count() == 1 + 32 * 20
+    assert commits < 32 * 20 / 2, f"{commits} commits for {32 * 20} rows: not grouped"
+
+
+def test_a_failed_commit_fails_every_waiter(make_store, tmp_path):
+    store = make_store(busy_timeout_ms=50)
+    store.append(event(0))
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the timeout
+    results: list[object] = []
+
+    def worker(i: int) -> None:
+        try:
+            results.append(store.append(event(i)))
+        except AuditWriteError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(1, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert len(results) == 8 and all(isinstance(r, AuditWriteError) for r in results), results
+    assert "locked" in str(results[0])
+    assert store.append(event(99)) == 2  # and the store recovers
+
+
+def test_a_duplicate_decision_id_fails_only_its_own_row(make_store):
+    store = make_store()
+    first = event(0)
+    store.append(first)
+    results: dict[str, object] = {}
+
+    def worker(e, name):
+        barrier.wait()
+        try:
+            results[name] = store.append(e)
+        except AuditWriteError as exc:
+            results[name] = exc
+
+    jobs = [(event(i), f"ok{i}") for i in range(1, 6)] + [(event(9, decision_id=first.decision_id), "dup")]
+    threads = [threading.Thread(target=worker, args=job) for job in jobs]
+    barrier = threading.Barrier(len(threads))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(results["dup"], AuditWriteError)
+    assert sorted(v for k, v in results.items() if k != "dup") == [2, 3, 4, 5, 6]
+
+
+def test_unstorable_row_is_refused_before_the_response(make_store):
+    store = make_store()
+    with pytest.raises(AuditWriteError, match="unstorable"):
+        store.append(event(0, opa_input={"x": object()}))
+    assert store.append(event(1)) == 1
+
+
+def test_checkpoints_every_n_rows_and_on_demand(make_store, checkpoint_key):
+    store = make_store(checkpoint_every=10)
+    for i in range(25):
+        store.append(event(i))
+    conn = sqlite3.connect(store.path)
+    seqs = [r[0] for r in conn.execute("SELECT seq FROM checkpoints ORDER BY seq")]
+    assert seqs == [10, 20]
+    cp = store.checkpoint()
+    assert cp is not None and cp["seq"] == 25
+    assert store.checkpoint()["seq"] == 25  # already signed: no second checkpoint
+    assert [r[0] for r in conn.execute("SELECT seq FROM checkpoints ORDER BY seq")] == [10, 20, 25]
+    conn.close()
+
+
+def test_without_a_configured_key_a_dev_key_is_generated_beside_the_store(tmp_path):
+    store = AuditStore(tmp_path / "var" / "audit.db", checkpoint_every=2)
+    store.append(event(0))
+    store.append(event(1))
+    store.close()
+    assert (tmp_path / "var" / "keys" / "audit-checkpoint-dev.pem").exists()
+    assert (tmp_path / "var" / "keys" / "audit-checkpoint-dev.pub").exists()
+
+
+def test_a_store_from_before_the_chain_is_migrated_and_verifies(tmp_path, checkpoint_key):
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="hash_chain")
+    for i in range(3):
+        db["decisions"].insert(event(i).row())
+    db.close()
+    store = AuditStore(path, checkpoint_key=checkpoint_key)
+    store.append(event(3))
+    conn = sqlite3.connect(path, isolation_level=None)
+    report = verify(conn, load_public_keys([checkpoint_key]))
+    conn.close()
+    assert report.ok and report.rows == 4, report.problems
+
+
+def test_rows_never_hold_the_token_or_record_content(client, token, app):
+    """Masking: what is stored is what the decision depended on, never the bearer token or
+    the record; disclosure is counts per section and a hash of the response."""
+    bearer = token("senior_carer")
+    response = client.post("/v1/record", json={"nhs_number": "9990000018", "dob": "1938-04-12"}, headers={"Authorization": f"Bearer {bearer}"})
+    assert response.status_code == 200
+    client.post("/v1/record", json={"nhs_number": "9990000018", "dob": "1938-04-12"}, headers={"Authorization": "Bearer " + bearer[:-4] + "AAAA"})
+    stored = json.dumps(list(app.extensions["lcr"].audit.rows()))
+    header, payload, signature = bearer.split(".")
+    for secret in (bearer, signature, payload):
+        assert secret not in stored
+    for entry in response.get_json()["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] != "Patient":
+            assert f'"{resource["id"]}"' not in stored, f"{resource['resourceType']}/{resource['id']} content stored"
+        for name in resource.get("name", []):
+            for given in name.get("given", []):
+                assert given not in stored
+    row = list(app.extensions["lcr"].audit.rows())[0]
+    assert json.loads(row["sections_returned"]) and len(row["response_sha256"]) == 64
+    assert set(json.loads(row["opa_input"])) == {"subject", "patient", "action", "sections", "request"}
