@@ -54,6 +54,9 @@ CONTENT_COLUMNS: dict[str, type] = {
     "opa_result": str,
     "response_sha256": str,
     "latency_ms": float,
+    "shadow_revision": str,
+    "shadow_result": str,
+    "shadow_diverged": int,
 }
 CONTENT_NAMES: tuple[str, ...] = tuple(CONTENT_COLUMNS)
 #: every stored column, in INSERT order

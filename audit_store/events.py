@@ -35,6 +35,10 @@ class AuditEvent:
     opa_result: dict[str, Any] | None = None
     response_sha256: str | None = None
     latency_ms: float = 0.0
+    # Shadow mode: the candidate policy's answer to the same input, never enforced.
+    shadow_revision: str | None = None
+    shadow_result: dict[str, Any] | None = None
+    shadow_diverged: int | None = None  # 1 when the candidate decided differently
 
     def row(self) -> dict[str, Any]:
         """The row as stored: lists and objects as canonical JSON text.

@@ -35,8 +35,12 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "nhs_number", "reasons", "sections_requested", "sections_allowed", "sections_returned",
     "resources_returned", "resources_withheld", "policy_revision", "response_sha256", "latency_ms",
 )
-DETAIL_FIELDS: tuple[str, ...] = (*SUMMARY_FIELDS, "opa_input", "opa_result", "prev_hash", "row_hash")
-JSON_FIELDS = frozenset({"reasons", "sections_requested", "sections_allowed", "sections_returned", "opa_input", "opa_result"})
+DETAIL_FIELDS: tuple[str, ...] = (
+    *SUMMARY_FIELDS, "opa_input", "opa_result", "shadow_revision", "shadow_result", "shadow_diverged", "prev_hash", "row_hash",
+)
+JSON_FIELDS = frozenset(
+    {"reasons", "sections_requested", "sections_allowed", "sections_returned", "opa_input", "opa_result", "shadow_result"}
+)
 DENIED = "denied"
 MAX_LIMIT = 1000
 

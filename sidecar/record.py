@@ -181,7 +181,7 @@ def shadow(access: Access, opa_input: dict[str, Any], decision: Decision) -> Non
         return
     e = access.event
     e.shadow_revision, e.shadow_result = other.revision, other.result
-    e.shadow_diverged = (other.allow, other.sections, other.reasons) != (decision.allow, decision.sections, decision.reasons)
+    e.shadow_diverged = int((other.allow, other.sections, other.reasons) != (decision.allow, decision.sections, decision.reasons))
     if e.shadow_diverged:
         metrics.SHADOW_DIVERGED.inc()
 
