@@ -10,7 +10,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 import audit_store
 
-from . import errors, metrics, settings
+from . import audit_trail, errors, metrics, settings
 from .policy import PolicyClient
 from .readiness import ReadinessProbe
 from .record import Services, audited_error, bp
@@ -48,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
         ),
     )
     app.register_blueprint(bp)
+    app.register_blueprint(audit_trail.bp)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -95,6 +95,14 @@ class SectionsInvalid(InvalidRequest):
     message = "'sections' must be a list of section names, e.g. [\"allergies\", \"alerts\"]."
 
 
+class QueryInvalid(InvalidRequest):
+    code = "query-invalid"
+    message = (
+        "The Audit Trail filters are not valid: 'since'/'until' are ISO dates or times, "
+        "'outcome' an outcome name, 'after_seq' and 'limit' whole numbers."
+    )
+
+
 class PayloadTooLarge(InvalidRequest):
     status = 413
     code = "payload-too-large"
@@ -132,7 +140,7 @@ class RouteNotFound(LcrError):
     code = "not-found"
     issue_type = "not-supported"
     outcome = "invalid-request"
-    message = "No such endpoint: use POST /v1/record or POST /v1/menu."
+    message = "No such endpoint: use POST /v1/record, POST /v1/menu or POST /v1/audit-trail."
 
 
 class MethodNotAllowed(LcrError):
@@ -140,7 +148,7 @@ class MethodNotAllowed(LcrError):
     code = "method-not-allowed"
     issue_type = "not-supported"
     outcome = "invalid-request"
-    message = "Use POST with a JSON body for /v1/record and /v1/menu."
+    message = "Use POST with a JSON body for /v1/record, /v1/menu and /v1/audit-trail."
 
 
 # 5xx: fail closed -----------------------------------------------------------------

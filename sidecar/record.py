@@ -47,7 +47,8 @@ class Access:
     patient: PatientIdentifiers | None = None
     requested: list[str] = field(default_factory=list)
     decision: Decision | None = None
-    body: dict[str, Any] | None = None
+    request_body: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | None = None  # the response's
 
     @classmethod
     def begin(cls, action: str) -> "Access":
@@ -118,7 +119,7 @@ def verify_caller(access: Access) -> None:
 
 
 def validate_identifiers(access: Access) -> None:
-    body = _json_body()
+    body = access.request_body = _json_body()
     config = current_app.config
     nhs_number = identifiers.parse_nhs_number(body.get("nhs_number"))
     access.event.nhs_number = nhs_number

@@ -1,0 +1,67 @@
+"""The care app's Audit Trail view: who accessed this resident's record, and what they saw.
+
+audit trail: verify caller → validate identifiers → ready? → decide (audit.read) → query → audit → respond
+
+Who may call it, and whether they see every access or only their own care service's,
+is policy (`audit_trail` in the bundle data); the read is itself audited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+
+from audit_store import queries
+
+from . import errors
+from .record import Access, _bug, _finish, _services, check_ready, decide, validate_identifiers, verify_caller
+
+bp = Blueprint("audit_trail", __name__)
+
+_FILTERS = ("since", "until", "outcome")
+
+
+@bp.post("/v1/audit-trail")
+def audit_trail() -> Response:
+    access = Access.begin("audit.read")
+    try:
+        verify_caller(access)
+        validate_identifiers(access)
+        check_ready(access)
+        decide(access)
+        access.body = query_trail(access)
+    except errors.LcrError as error:
+        return _finish(access, error)
+    except Exception:
+        return _bug(access)
+    return _finish(access, None)
+
+
+def query_trail(access: Access) -> dict[str, Any]:
+    assert access.decision is not None and access.patient is not None and access.subject is not None
+    body = access.request_body
+    filters: dict[str, Any] = {name: body[name] for name in _FILTERS if body.get(name) is not None}
+    if access.decision.audit_scope != "all":
+        # Fail closed: any scope other than "all" sees its own care service only.
+        filters["care_service"] = access.subject.get("requesting_organization")
+    try:
+        page = queries.who_accessed(
+            _services().audit,
+            access.patient.nhs_number,
+            after_seq=_whole(body.get("after_seq")),
+            limit=_whole(body.get("limit")) or 100,
+            **filters,
+        )
+    except (queries.QueryError, TypeError, ValueError):
+        raise errors.QueryInvalid() from None
+    access.event.resources_returned = len(page["rows"])
+    return {"nhs_number": access.patient.nhs_number, "scope": access.decision.audit_scope, **page}
+
+
+def _whole(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise errors.QueryInvalid()
+    return value
