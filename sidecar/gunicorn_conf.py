@@ -12,3 +12,11 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+# Threads per worker: a request mostly waits on OPA and the LCR, and concurrent audit
+# rows share one commit (group commit) only when requests overlap within a process.
+worker_class = "gthread"
+threads = 8
+# Keep the care app's connections open between requests.
+keepalive = 5

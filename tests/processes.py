@@ -181,3 +181,14 @@ def start_upstream(log_dir: Path, data_dir: Path | None = None) -> Process:
         [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1", "demo_upstream.app:create_app()"],
         f"http://127.0.0.1:{port}", "/fhir/metadata", log_dir / f"upstream-{port}.log", env=env,
     )
+
+
+def start_sidecar(log_dir: Path, env: dict[str, str], workers: int = 2) -> Process:
+    """The sidecar as deployed: gunicorn with the project's gunicorn settings."""
+    port = free_port()
+    return start(
+        "sidecar",
+        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--config", "python:sidecar.gunicorn_conf", "sidecar:create_app()"],
+        f"http://127.0.0.1:{port}", "/healthz", log_dir / f"sidecar-{port}.log", env=env,
+    )

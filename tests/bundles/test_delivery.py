@@ -138,13 +138,10 @@ def test_hot_reload_under_traffic(delivery, upstream, jwks_file, token):
     """Requests flow; a changed bundle is published; decisions and audit rows follow within seconds; none fail."""
     tmp, out, opa = delivery["tmp"], delivery["out"], delivery["opa"]
     audit_db = tmp / "audit.db"
-    port = processes.free_port()
-    sidecar = processes.start(
-        "sidecar",
-        [str(processes.VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "sidecar:create_app()"],
-        f"http://127.0.0.1:{port}", "/healthz", tmp / "sidecar.log",
-        env={"LCR_SIDECAR_OPA_URL": opa.url, "LCR_SIDECAR_UPSTREAM_URL": upstream.url + "/fhir",
-             "LCR_SIDECAR_AUDIT_DB": str(audit_db), "LCR_SIDECAR_TOKEN_JWKS_FILE": str(jwks_file)},
+    sidecar = processes.start_sidecar(
+        tmp,
+        {"LCR_SIDECAR_OPA_URL": opa.url, "LCR_SIDECAR_UPSTREAM_URL": upstream.url + "/fhir",
+         "LCR_SIDECAR_AUDIT_DB": str(audit_db), "LCR_SIDECAR_TOKEN_JWKS_FILE": str(jwks_file)},
     )
     statuses: list[int] = []
     stop = threading.Event()

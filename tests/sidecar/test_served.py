@@ -18,18 +18,13 @@ from ..seed_table import FULL, LEVELS
 @pytest.fixture
 def served(tmp_path: Path, opa: Any, upstream: Any, jwks_file: Path) -> Iterator[tuple[processes.Process, Path]]:
     audit_db = tmp_path / "audit.db"
-    port = processes.free_port()
     env = {
         "LCR_SIDECAR_OPA_URL": opa.url,
         "LCR_SIDECAR_UPSTREAM_URL": upstream.url + "/fhir",
         "LCR_SIDECAR_AUDIT_DB": str(audit_db),
         "LCR_SIDECAR_TOKEN_JWKS_FILE": str(jwks_file),
     }
-    sidecar = processes.start(
-        "sidecar",
-        [str(processes.VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "sidecar:create_app()"],
-        f"http://127.0.0.1:{port}", "/healthz", tmp_path / "sidecar.log", env=env,
-    )
+    sidecar = processes.start_sidecar(tmp_path, env)
     yield sidecar, audit_db
     sidecar.stop()
 
