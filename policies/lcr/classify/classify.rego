@@ -47,12 +47,9 @@ sections_of(resource, org_index) := union({
 #   The section a resource is counted under: the first of its sections in the
 #   precedence list (most restrictive first). Sections missing from the list come
 #   after it, alphabetically. Undefined for an empty set.
-primary(sections) := classification.precedence[min(ranks)] if {
-	ranks := {rank |
-		some section in sections
-		rank := _rank[section]
-	}
-	count(ranks) > 0
+primary(sections) := ranked[0] if {
+	ranked := [section | some section in classification.precedence; section in sections]
+	count(ranked) > 0
 } else := min(sections)
 
 # Selectors. Each returns the set of sections the resource matches in one way.
@@ -114,15 +111,12 @@ _coded_elements := {
 	"CarePlan": [{"path": ["category"], "table": "care_plan_categories"}],
 }
 
-# Resource type -> the sections it matches by type alone.
-_resource_type_index[resource_type] contains section if {
-	some section, types in classification.resource_types
+# Resource type -> the sections it matches by type alone. Complete rules (not partial
+# ones) so each index is built once per query and then only looked up.
+_resource_type_index := {resource_type: sections |
+	some types in classification.resource_types
 	some resource_type in types
-}
-
-# Section -> its position in the precedence list (the first one, if listed twice).
-_rank[section] := min({i | some i, name in classification.precedence; name == section}) if {
-	some section in classification.precedence
+	sections := {section | some section, listed in classification.resource_types; resource_type in listed}
 }
 
 # The coded tables of data.lcr.classification, each inverted once per query into
@@ -133,7 +127,7 @@ _coded_tables := {
 	"diagnostic_report_categories", "observation_categories",
 }
 
-_indexes[name] := _index(classification[name], classification.systems) if some name in _coded_tables
+_indexes := {name: _index(classification[name], classification.systems) | some name in _coded_tables}
 
 _index(table, systems) := {system_uri: by_code |
 	some alias, system_uri in systems
