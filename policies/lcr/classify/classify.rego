@@ -113,6 +113,7 @@ _coded_elements := {
 
 # Resource type -> the sections it matches by type alone. Complete rules (not partial
 # ones) so each index is built once per query and then only looked up.
+# regal ignore:prefer-set-or-object-rule
 _resource_type_index := {resource_type: sections |
 	some types in classification.resource_types
 	some resource_type in types
@@ -127,6 +128,8 @@ _coded_tables := {
 	"diagnostic_report_categories", "observation_categories",
 }
 
+# A partial object rule would be evaluated again on every lookup by key.
+# regal ignore:prefer-set-or-object-rule
 _indexes := {name: _index(classification[name], classification.systems) | some name in _coded_tables}
 
 _index(table, systems) := {system_uri: by_code |
