@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 OPA = $(shell scripts/tools.sh opa)
 REGAL = $(shell scripts/tools.sh regal)
 
-.PHONY: help venv tools bundle run test test-policy test-python lint-policy fmt clean
+.PHONY: help venv tools bundle run test test-policy test-python lint-policy fmt clean bench bench-1m
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,6 +42,15 @@ test-python: venv tools  ## pytest (integration tests run the real opa)
 	LCR_OPA_BIN=$(OPA) $(PY) -m pytest
 
 test: venv test-policy test-python  ## everything CI runs
+
+bench: venv tools  ## benchmarks (results in bench/results/ and bench/overhead/RESULTS.md); ~10 min
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) -m bench.audit
+	LCR_OPA_BIN=$(OPA) $(PY) -m bench.replay --rows 100000
+	LCR_OPA_BIN=$(OPA) $(PY) -m bench.overhead
+
+bench-1m: venv tools  ## replay/impact on 1,000,000 logged decisions (generates and caches the log)
+	LCR_OPA_BIN=$(OPA) $(PY) -m bench.replay --rows 1000000
 
 fmt: tools  ## format the Rego in place
 	$(OPA) fmt --write policies
