@@ -12,8 +12,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from opa_client.opa import OpaClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from . import errors
@@ -33,12 +35,19 @@ class Verdict:
 
 class ReadinessProbe:
     def __init__(self, opa_url: str, audit_db: str, max_bundle_age_seconds: float, interval_seconds: float, timeout: float) -> None:
-        self.opa_url = opa_url.rstrip("/")
+        parts = urlsplit(opa_url)
+        # retries=0: a readiness check answers now; the next check is a second away.
+        self._opa = OpaClient(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 8181,
+            ssl=parts.scheme == "https",
+            retries=0,
+            timeout=timeout,
+        )
         self.audit_db = audit_db
         self.max_bundle_age_seconds = max_bundle_age_seconds
         self.interval_seconds = interval_seconds
         self.timeout = timeout
-        self._session = requests.Session()
         self._verdict: Verdict | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -48,7 +57,7 @@ class ReadinessProbe:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-        self._session.close()
+        self._opa.close_connection()
 
     def cached(self) -> Verdict:
         """The latest verdict; the first call checks now and starts the refresher (after fork)."""
@@ -83,20 +92,14 @@ class ReadinessProbe:
         self._verdict = verdict
         return verdict
 
-    def _get(self, path: str) -> requests.Response:
-        return self._session.get(self.opa_url + path, timeout=self.timeout)
-
     def _opa_bundle_active(self) -> dict[str, Any]:
-        try:
-            ok = self._get("/health?bundles=true").status_code == 200
-        except requests.RequestException as exc:
-            return {"ok": False, "detail": f"OPA unreachable ({type(exc).__name__})"}
-        return {"ok": ok, "detail": "bundle activated" if ok else "OPA has not activated the policy bundle"}
+        ok = self._opa.check_health({"bundles": "true"})
+        return {"ok": ok, "detail": "bundle activated" if ok else "OPA is unreachable or has not activated the policy bundle"}
 
     def _signature_required(self) -> dict[str, Any]:
         # OPA activates only verified bundles when signing is configured for the bundle.
         try:
-            config = self._get("/v1/config").json()["result"]
+            config = self._opa.get_config()["result"]
             keyid = config["bundles"][BUNDLE]["signing"]["keyid"]
         except (requests.RequestException, ValueError, KeyError, TypeError):
             return {"ok": False, "detail": "OPA is not configured to verify the bundle's signature"}
@@ -104,7 +107,7 @@ class ReadinessProbe:
 
     def _bundle_fresh(self) -> dict[str, Any]:
         try:
-            families = {f.name: f for f in text_string_to_metric_families(self._get("/metrics").text)}
+            families = {f.name: f for f in text_string_to_metric_families(self._opa.get_metrics())}
         except (requests.RequestException, ValueError) as exc:
             return {"ok": False, "detail": f"OPA metrics unreadable ({type(exc).__name__})"}
         last_ns = 0.0
