@@ -71,7 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
         return audited_error(f"http:{request.method}", errors.RouteNotFound())
 
     @app.errorhandler(MethodNotAllowed)
-    def method_not_allowed(_: MethodNotAllowed) -> Response:
-        return audited_error(f"http:{request.method}", errors.MethodNotAllowed())
+    def method_not_allowed(exc: MethodNotAllowed) -> Response:
+        return audited_error(f"http:{request.method}", errors.MethodNotAllowed(), allow=exc.valid_methods)
 
     return app

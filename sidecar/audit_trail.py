@@ -8,6 +8,7 @@ is policy (`audit_trail` in the bundle data); the read is itself audited.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from flask import Blueprint, Response
@@ -22,7 +23,7 @@ bp = Blueprint("audit_trail", __name__)
 _FILTERS = ("since", "until", "outcome")
 
 
-@bp.post("/v1/audit-trail")
+@bp.post("/v1/audit-trail", provide_automatic_options=False)
 def audit_trail() -> Response:
     access = Access.begin("audit.read")
     try:
@@ -53,7 +54,9 @@ def query_trail(access: Access) -> dict[str, Any]:
             limit=_whole(body.get("limit")) or 100,
             **filters,
         )
-    except (queries.QueryError, TypeError, ValueError):
+    except (queries.QueryError, TypeError, ValueError, OverflowError, sqlite3.Error):
+        # Filters out of any range (year 10000, a seq past SQLite's INTEGER, an object
+        # for an outcome) are the caller's to fix, not a server error.
         raise errors.QueryInvalid() from None
     access.event.resources_returned = len(page["rows"])
     return {"nhs_number": access.patient.nhs_number, "scope": access.decision.audit_scope, **page}

@@ -66,7 +66,7 @@ class Access:
 # -- the endpoints ---------------------------------------------------------------------
 
 
-@bp.post("/v1/record")
+@bp.post("/v1/record", provide_automatic_options=False)
 def record() -> Response:
     access = Access.begin("record.read")
     try:
@@ -83,7 +83,7 @@ def record() -> Response:
     return _finish(access, None)
 
 
-@bp.post("/v1/menu")
+@bp.post("/v1/menu", provide_automatic_options=False)
 def menu() -> Response:
     access = Access.begin("menu.read")
     try:
@@ -251,9 +251,12 @@ def _bug(access: Access) -> Response:
     return _finish(access, errors.InternalError())
 
 
-def audited_error(action: str, error: errors.LcrError) -> Response:
+def audited_error(action: str, error: errors.LcrError, allow: list[str] | None = None) -> Response:
     """For requests that never reached an endpoint (unknown route, wrong method)."""
-    return _finish(Access.begin(action), error)
+    response = _finish(Access.begin(action), error)
+    if allow:
+        response.headers["Allow"] = ", ".join(sorted(allow))
+    return response
 
 
 def _json_body() -> dict[str, Any]:
@@ -265,7 +268,7 @@ def _json_body() -> dict[str, Any]:
         raise errors.PayloadTooLarge()
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise errors.InvalidRequest() from None
     if not isinstance(body, dict):
         raise errors.InvalidRequest()

@@ -86,7 +86,11 @@ class TokenVerifier:
             raise errors.TokenExpired() from None
         except jwt.PyJWTError as exc:
             raise errors.Unauthenticated(f"The bearer token was refused: {exc}.") from None
-        if not isinstance(claims["iat"], (int, float)) or claims["exp"] - claims["iat"] > self.max_lifetime_seconds:
+        iat, exp = claims["iat"], claims["exp"]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (iat, exp))
+        if not numeric:
+            raise errors.Unauthenticated("The token's iat and exp must be NumericDate numbers.")
+        if exp - iat > self.max_lifetime_seconds:
             raise errors.Unauthenticated(
                 f"The token lives longer than {self.max_lifetime_seconds} s; issue short-lived tokens."
             )
