@@ -101,7 +101,6 @@ MENU_BODY = {"nhs_number": "9990000018", "dob": "1938-04-12"}
 @pytest.fixture
 def served(tmp_path, opa, upstream, jwks_file, checkpoint_key):
     audit_db = tmp_path / "audit.db"
-    port = processes.free_port()
     env = {
         "LCR_SIDECAR_OPA_URL": opa.url,
         "LCR_SIDECAR_UPSTREAM_URL": upstream.url + "/fhir",
@@ -109,12 +108,7 @@ def served(tmp_path, opa, upstream, jwks_file, checkpoint_key):
         "LCR_SIDECAR_TOKEN_JWKS_FILE": str(jwks_file),
         "LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE": str(checkpoint_key),
     }
-    sidecar = processes.start(
-        "sidecar",
-        [str(processes.VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "3",
-         "--worker-class", "gthread", "--threads", "4", "sidecar:create_app()"],
-        f"http://127.0.0.1:{port}", "/healthz", tmp_path / "sidecar.log", env=env,
-    )
+    sidecar = processes.start_sidecar(tmp_path, env, workers=3)
     yield sidecar, audit_db
     sidecar.stop()
 

@@ -41,18 +41,13 @@ def live_sidecar(
 ) -> Iterator[LiveSidecar]:
     run = tmp_path_factory.mktemp("live-sidecar")
     audit_db = run / "audit.db"
-    port = processes.free_port()
     env = {
         "LCR_SIDECAR_OPA_URL": opa.url,
         "LCR_SIDECAR_UPSTREAM_URL": upstream.url + "/fhir",
         "LCR_SIDECAR_AUDIT_DB": str(audit_db),
         "LCR_SIDECAR_TOKEN_JWKS_FILE": str(jwks_file),
     }
-    sidecar = processes.start(
-        "sidecar",
-        [str(processes.VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "sidecar:create_app()"],
-        f"http://127.0.0.1:{port}", "/healthz", run / "sidecar.log", env=env,
-    )
+    sidecar = processes.start_sidecar(run, env)
     yield LiveSidecar(sidecar, audit_db)
     sidecar.stop()
 
