@@ -8,6 +8,7 @@ is policy (`audit_trail` in the bundle data); the read is itself audited.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Any
 
@@ -21,6 +22,11 @@ from .record import Access, _bug, _finish, _services, check_ready, decide, valid
 bp = Blueprint("audit_trail", __name__)
 
 _FILTERS = ("since", "until", "outcome")
+# A date, or a date and time with an optional UTC offset (docs/openapi.yaml says the same).
+_WHEN = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
 
 
 @bp.post("/v1/audit-trail", provide_automatic_options=False)
@@ -42,7 +48,13 @@ def audit_trail() -> Response:
 def query_trail(access: Access) -> dict[str, Any]:
     assert access.decision is not None and access.patient is not None and access.subject is not None
     body = access.request_body
-    filters: dict[str, Any] = {name: body[name] for name in _FILTERS if body.get(name) is not None}
+    filters: dict[str, Any] = {name: body[name] for name in _FILTERS if name in body}
+    for name in ("since", "until"):
+        if name in filters and not (isinstance(filters[name], str) and _WHEN.match(filters[name])):
+            raise errors.QueryInvalid()
+    outcome = filters.get("outcome", "")
+    if not (isinstance(outcome, str) or (isinstance(outcome, list) and all(isinstance(o, str) for o in outcome))):
+        raise errors.QueryInvalid()
     if access.decision.audit_scope != "all":
         # Fail closed: any scope other than "all" sees its own care service only.
         filters["care_service"] = access.subject.get("requesting_organization")
