@@ -48,6 +48,7 @@ bench: venv tools  ## benchmarks (results in bench/results/ and bench/overhead/R
 	$(PY) -m bench.audit
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.replay --rows 100000
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.overhead
+	LCR_OPA_BIN=$(OPA) $(PY) -m bench.shadow
 
 bench-1m: venv tools  ## replay/impact on 1,000,000 logged decisions (generates and caches the log)
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.replay --rows 1000000
