@@ -6,7 +6,7 @@ auth enforced; schema-valid bodies accepted, schema-invalid ones refused) plus o
 every non-200 answer of /v1/* is a FHIR OperationOutcome whose stable code is one the
 description lists for that status, and carries the id of its audit row.
 
-Bounded: MAX_EXAMPLES per operation keeps the module at about 20 s on the 2-core machine.
+Bounded: MAX_EXAMPLES per operation keeps the module at about 30 s on the 2-core machine.
 """
 
 from __future__ import annotations
