@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 OPA = $(shell scripts/tools.sh opa)
 REGAL = $(shell scripts/tools.sh regal)
 
-.PHONY: help venv tools bundle run test test-policy test-python lint-policy fmt clean bench bench-1m
+.PHONY: help venv tools bundle run test test-policy test-python lint-policy fmt clean bench bench-1m bench-profile
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench: venv tools  ## benchmarks (results in bench/results/ and bench/overhead/R
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.replay --rows 100000
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.overhead
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.shadow
+
+bench-profile: venv tools  ## pyinstrument profile of the record path → bench/overhead/profile-*.txt (PROFILE.md reads them)
+	LCR_OPA_BIN=$(OPA) $(PY) -m bench.overhead.profile
 
 bench-1m: venv tools  ## replay/impact on 1,000,000 logged decisions (generates and caches the log)
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.replay --rows 1000000

@@ -27,7 +27,12 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
 
     app.extensions["lcr"] = Services(
         tokens=TokenVerifier.from_settings(app.config),
-        policy=PolicyClient(app.config["OPA_URL"], float(app.config["OPA_TIMEOUT_SECONDS"])),
+        policy=PolicyClient(
+            app.config["OPA_URL"],
+            float(app.config["OPA_TIMEOUT_SECONDS"]),
+            redact_timeout=float(app.config["OPA_REDACT_TIMEOUT_SECONDS"]),
+            cache_entries=int(app.config["REDACT_CACHE_ENTRIES"]),
+        ),
         upstream=FhirUpstream(
             app.config["UPSTREAM_URL"],
             float(app.config["UPSTREAM_TIMEOUT_SECONDS"]),

@@ -12,9 +12,11 @@ opa-python-client serves everything else (health, config, metrics: sidecar/readi
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,13 +46,55 @@ class Classification:
     keep: list[bool]
 
 
+class _ClassificationCache:
+    """Redaction answers per policy revision, keyed by everything the question contained.
+
+    The redaction policy is a pure function of its input and the bundle (no time, no
+    http.send), so the same question under the same revision always gets the same
+    answer: a resident opened again, unchanged, at the same access level costs no OPA
+    evaluation. Bounded (LRU); a new revision never hits the old entries.
+    """
+
+    def __init__(self, entries: int) -> None:
+        self._entries = entries
+        self._data: OrderedDict[bytes, Classification] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, revision: str, input_data: dict[str, Any]) -> bytes | None:
+        if not self._entries or revision == "unknown" or "," in revision:
+            return None  # only one identified bundle makes a stable key
+        canonical = json.dumps([revision, input_data], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).digest()
+
+    def get(self, key: bytes | None) -> Classification | None:
+        if key is None:
+            return None
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+            return hit
+
+    def put(self, key: bytes | None, value: Classification) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._entries:
+                self._data.popitem(last=False)
+
+
 class PolicyClient:
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, redact_timeout: float | None = None, cache_entries: int = 0) -> None:
         parts = urlsplit(url)
         self._connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if parts.scheme == "https" else 8181)
         self._timeout = timeout
+        # A big record takes OPA longer to redact than a decision: its own timeout.
+        self._redact_timeout = redact_timeout or timeout
+        self._cache = _ClassificationCache(cache_entries)
         self._local = threading.local()
         self._opened: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
@@ -70,11 +114,14 @@ class PolicyClient:
                 self._opened.append(connection)
         return connection
 
-    def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    def _post(self, path: str, body: bytes, timeout: float | None = None) -> tuple[int, bytes]:
         # One retry, and only when a kept-alive connection turns out to be closed (OPA
         # restarted): a slow OPA costs one timeout, never two, and then fails closed.
         for attempt in (1, 2):
             connection = self._connection()
+            connection.timeout = timeout or self._timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(connection.timeout)
             reused = connection.sock is not None
             try:
                 connection.request("POST", path, body, {"Content-Type": "application/json"})
@@ -89,12 +136,12 @@ class PolicyClient:
                 raise
         raise AssertionError("unreachable")
 
-    def _query(self, package: str, rule: str, input_data: dict[str, Any]) -> tuple[Any, str]:
+    def _query(self, package: str, rule: str, input_data: dict[str, Any], timeout: float | None = None) -> tuple[Any, str]:
         path = f"/v1/data/{package.replace('.', '/')}/{rule}?provenance=true"
         body = json.dumps({"input": input_data}, separators=(",", ":")).encode()
         try:
             with metrics.OPA_SECONDS.labels(rule).time():
-                status, raw = self._post(path, body)
+                status, raw = self._post(path, body, timeout)
             answer = json.loads(raw) if status == 200 else None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise errors.PolicyUnavailable(f"{errors.PolicyUnavailable.message} ({type(exc).__name__})") from None
@@ -127,7 +174,13 @@ class PolicyClient:
             "patient_id": patient_id,
             "resources": resources,
         }
-        result, _ = self._query(REDACT_PACKAGE, REDACT_RULE, input_data)
+        key = self._cache.key(decision.revision, input_data)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        result, revision = self._query(REDACT_PACKAGE, REDACT_RULE, input_data, self._redact_timeout)
+        if revision != decision.revision:
+            key = None  # the bundle changed between the two questions: cache under neither
         sections = result.get("sections") if isinstance(result, dict) else None
         keep = result.get("keep") if isinstance(result, dict) else None
         if (
@@ -138,7 +191,9 @@ class PolicyClient:
             or not all(isinstance(k, bool) for k in keep)
         ):
             raise errors.PolicyUnavailable("The redaction policy gave an answer of the wrong shape; no record is shown.")
-        return Classification(sections, keep)
+        classification = Classification(sections, keep)
+        self._cache.put(key, classification)
+        return classification
 
 
 def _strings(value: Any) -> bool:

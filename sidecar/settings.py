@@ -30,6 +30,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("OPA_URL", "http://127.0.0.1:8181", "Base URL of the OPA server's REST API."),
     Setting("OPA_TIMEOUT_SECONDS", 0.5, "Give up on OPA after this long and fail closed (503)."),
+    Setting("OPA_REDACT_TIMEOUT_SECONDS", 5.0, "Give up on OPA's redaction of a fetched record after this long (503); a big record takes longer than a decision."),
+    Setting("REDACT_CACHE_ENTRIES", 256, "Redaction answers kept per process, keyed by policy revision and the whole question (0 = off)."),
     Setting("SHADOW_OPA_URL", "", "OPA serving a candidate bundle to evaluate on live traffic without enforcing it; empty = off."),
     Setting("SHADOW_TIMEOUT_SECONDS", 0.2, "Give up on the shadow OPA after this long (the request is unaffected)."),
     Setting("BUNDLE_MAX_AGE_SECONDS", 600, "Not ready (503 policy-stale) when OPA has not reached the bundle server for this long."),
