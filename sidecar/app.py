@@ -11,6 +11,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 import audit_store
 
 from . import audit_trail, errors, metrics, settings
+from .breaker import CircuitBreaker
 from .policy import PolicyClient
 from .readiness import ReadinessProbe
 from .record import Services, audited_error, bp
@@ -32,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
             float(app.config["OPA_TIMEOUT_SECONDS"]),
             redact_timeout=float(app.config["OPA_REDACT_TIMEOUT_SECONDS"]),
             cache_entries=int(app.config["REDACT_CACHE_ENTRIES"]),
+            breaker=_breaker(app.config),
         ),
         upstream=FhirUpstream(
             app.config["UPSTREAM_URL"],
@@ -47,7 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
             float(app.config["OPA_TIMEOUT_SECONDS"]),
         ),
         shadow=(
-            PolicyClient(app.config["SHADOW_OPA_URL"], float(app.config["SHADOW_TIMEOUT_SECONDS"]))
+            PolicyClient(app.config["SHADOW_OPA_URL"], float(app.config["SHADOW_TIMEOUT_SECONDS"]), breaker=_breaker(app.config))
             if app.config["SHADOW_OPA_URL"]
             else None
         ),
@@ -80,3 +82,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
         return audited_error(f"http:{request.method}", errors.MethodNotAllowed(), allow=exc.valid_methods)
 
     return app
+
+
+def _breaker(config: Any) -> CircuitBreaker:
+    return CircuitBreaker(int(config["OPA_BREAKER_FAILURES"]), float(config["OPA_BREAKER_COOL_OFF_SECONDS"]))

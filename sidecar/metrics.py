@@ -30,6 +30,9 @@ POLICY_REVISION = Gauge(
     "lcr_policy_revision_info", "The policy bundle revision of the latest decision (value 1).", ["revision"],
     multiprocess_mode="liveall",
 )
+OPA_REFUSED_FAST = Counter(
+    "lcr_opa_refused_fast", "OPA questions refused without asking because OPA just failed to answer (circuit open)."
+)
 SHADOW_DIVERGED = Counter("lcr_shadow_diverged", "Shadow (candidate) decisions that differed from the enforced one.")
 SHADOW_ERRORS = Counter("lcr_shadow_errors", "Shadow (candidate) evaluations that failed; never affects the request.")
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import errors, metrics
+from .breaker import CircuitBreaker
 
 DECISION_PACKAGE = "lcr.access"
 DECISION_RULE = "decision"
@@ -86,7 +87,14 @@ class _ClassificationCache:
 
 
 class PolicyClient:
-    def __init__(self, url: str, timeout: float, redact_timeout: float | None = None, cache_entries: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        redact_timeout: float | None = None,
+        cache_entries: int = 0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         parts = urlsplit(url)
         self._connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         self._host = parts.hostname or "127.0.0.1"
@@ -95,6 +103,7 @@ class PolicyClient:
         # A big record takes OPA longer to redact than a decision: its own timeout.
         self._redact_timeout = redact_timeout or timeout
         self._cache = _ClassificationCache(cache_entries)
+        self.breaker = breaker or CircuitBreaker()
         self._local = threading.local()
         self._opened: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
@@ -136,15 +145,28 @@ class PolicyClient:
                 raise
         raise AssertionError("unreachable")
 
-    def _query(self, package: str, rule: str, input_data: dict[str, Any], timeout: float | None = None) -> tuple[Any, str]:
+    def _query(
+        self, package: str, rule: str, input_data: dict[str, Any], timeout: float | None = None, trips_breaker: bool = True
+    ) -> tuple[Any, str]:
         path = f"/v1/data/{package.replace('.', '/')}/{rule}?provenance=true"
         body = json.dumps({"input": input_data}, separators=(",", ":")).encode()
+        if not self.breaker.allow():
+            metrics.OPA_REFUSED_FAST.inc()
+            raise errors.PolicyUnavailable(f"{errors.PolicyUnavailable.message} (recently unreachable)")
         try:
             with metrics.OPA_SECONDS.labels(rule).time():
                 status, raw = self._post(path, body, timeout)
-            answer = json.loads(raw) if status == 200 else None
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except (OSError, http.client.HTTPException) as exc:
+            if trips_breaker:
+                self.breaker.failure()
+            else:
+                self.breaker.inconclusive()  # e.g. a huge record timing out says nothing about OPA's health
             raise errors.PolicyUnavailable(f"{errors.PolicyUnavailable.message} ({type(exc).__name__})") from None
+        self.breaker.success()  # OPA answered, whatever it said
+        try:
+            answer = json.loads(raw) if status == 200 else None
+        except ValueError:
+            raise errors.PolicyUnavailable(f"{errors.PolicyUnavailable.message} (ValueError)") from None
         if not isinstance(answer, dict) or "result" not in answer:
             # Undefined result: the policy bundle is not (yet) loaded.
             raise errors.PolicyUnavailable("The access policy is not loaded; no record is shown.")
@@ -178,7 +200,7 @@ class PolicyClient:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        result, revision = self._query(REDACT_PACKAGE, REDACT_RULE, input_data, self._redact_timeout)
+        result, revision = self._query(REDACT_PACKAGE, REDACT_RULE, input_data, self._redact_timeout, trips_breaker=False)
         if revision != decision.revision:
             key = None  # the bundle changed between the two questions: cache under neither
         sections = result.get("sections") if isinstance(result, dict) else None

@@ -1,8 +1,10 @@
 """Readiness that fails closed: OPA up with a verified, recent bundle, and a writable audit store.
 
 A background thread keeps a fresh verdict per process, so the record path pays nothing
-for it; `/readyz` and a record request that finds the cached verdict "not ready" check
-again synchronously, so recovery is seen at once.
+for it. A record request that finds the cached verdict "not ready" wakes that thread and
+waits a few milliseconds for a newer verdict (`recheck`): recovery is seen at once, yet
+with OPA hung (a check then takes the whole timeout) requests are still refused within
+that short wait instead of each waiting the timeout. `/readyz` checks synchronously.
 """
 
 from __future__ import annotations
@@ -50,11 +52,15 @@ class ReadinessProbe:
         self.timeout = timeout
         self._verdict: Verdict | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stopping = False
+        self._wake = threading.Event()
+        self._checked = threading.Condition()
+        self._generation = 0  # verdicts published so far
         self._thread: threading.Thread | None = None
 
     def close(self) -> None:
-        self._stop.set()
+        self._stopping = True
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout=5)
         self._opa.close_connection()
@@ -69,17 +75,35 @@ class ReadinessProbe:
                     self._thread.start()
         return self._verdict  # type: ignore[return-value]
 
+    def recheck(self, wait_seconds: float) -> Verdict:
+        """Ask the background thread for a new verdict; the newest one within wait_seconds."""
+        verdict = self.cached()
+        with self._checked:
+            seen = self._generation
+            self._wake.set()
+            self._checked.wait_for(lambda: self._generation != seen, timeout=wait_seconds)
+            return self._verdict or verdict
+
     def _refresh(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            self._verdict = self.check()
+        while True:
+            self._wake.wait(self.interval_seconds)
+            if self._stopping:
+                return
+            self._wake.clear()
+            started = time.monotonic()
+            self.check()
+            # Requests keep waking this thread while not ready: at most one check per 50 ms.
+            time.sleep(max(0.0, 0.05 - (time.monotonic() - started)))
 
     def check(self) -> Verdict:
-        checks = {
-            "opa": self._opa_bundle_active(),
-            "bundle_signed": self._signature_required(),
-            "bundle_fresh": self._bundle_fresh(),
-            "audit_store": self._audit_writable(),
-        }
+        opa = self._opa_bundle_active()
+        if opa["ok"]:
+            signed, fresh = self._signature_required(), self._bundle_fresh()
+        else:
+            # A hung OPA would cost the timeout once per question: ask it no more.
+            skipped = {"ok": False, "detail": "not checked: OPA is not answering"}
+            signed, fresh = skipped, skipped
+        checks = {"opa": opa, "bundle_signed": signed, "bundle_fresh": fresh, "audit_store": self._audit_writable()}
         failing = [name for name, c in checks.items() if not c["ok"]]
         error: type[errors.LcrError] | None = None
         if "audit_store" in failing:
@@ -89,7 +113,10 @@ class ReadinessProbe:
         elif "bundle_fresh" in failing:
             error = errors.PolicyStale
         verdict = Verdict(not failing, checks, error)
-        self._verdict = verdict
+        with self._checked:
+            self._verdict = verdict
+            self._generation += 1
+            self._checked.notify_all()
         return verdict
 
     def _opa_bundle_active(self) -> dict[str, Any]:

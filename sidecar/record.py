@@ -137,7 +137,8 @@ def check_ready(access: Access) -> None:
     readiness = _services().readiness
     verdict = readiness.cached()
     if not verdict.ready:
-        verdict = readiness.check()  # recovery is seen at once, not a refresh later
+        # Recovery is seen at once, not a refresh later; a hung OPA costs only the short wait.
+        verdict = readiness.recheck(float(current_app.config["READINESS_RECHECK_WAIT_SECONDS"]))
     if verdict.error is not None:
         raise verdict.error()
 

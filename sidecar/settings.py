@@ -36,6 +36,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHADOW_TIMEOUT_SECONDS", 0.2, "Give up on the shadow OPA after this long (the request is unaffected)."),
     Setting("BUNDLE_MAX_AGE_SECONDS", 600, "Not ready (503 policy-stale) when OPA has not reached the bundle server for this long."),
     Setting("READINESS_INTERVAL_SECONDS", 1.0, "How often each process re-checks readiness in the background."),
+    Setting(
+        "READINESS_RECHECK_WAIT_SECONDS",
+        0.025,
+        "While not ready, a request waits at most this long for a fresh readiness check before its 503.",
+    ),
+    Setting("OPA_BREAKER_FAILURES", 1, "OPA failures to answer in a row (timeout, refused) that open the circuit: questions are then refused at once (503)."),
+    Setting("OPA_BREAKER_COOL_OFF_SECONDS", 1.0, "How long the circuit stays open before one request may try OPA again."),
     Setting("UPSTREAM_URL", "http://127.0.0.1:8090/fhir", "Base URL of the LCR FHIR R4 API."),
     Setting("UPSTREAM_TIMEOUT_SECONDS", 5.0, "Give up on the LCR FHIR API after this long (504)."),
     Setting("UPSTREAM_MAX_BYTES", 50_000_000, "Refuse an upstream answer larger than this (502)."),

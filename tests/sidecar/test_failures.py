@@ -11,6 +11,7 @@ import json
 import socket
 import sqlite3
 import threading
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -107,11 +108,38 @@ def test_opa_killed_then_restarted_recovers_by_itself(make_app, token, bundle_se
     _assert_closed(_request(app, token), 503, "policy-unavailable")
     opa = processes.start_opa(bundle_server.url, run_dir, port=port)
     try:
-        assert _request(app, token).status_code == 200
+        # The circuit opened on the failure: it lets a trial through after its cool-off.
+        statuses = _until_ok(app, token, seconds=5)
     finally:
         opa.stop()
+    assert statuses[-1] == 200 and set(statuses[:-1]) <= {503}
     outcomes = [r["outcome"] for r in app.extensions["lcr"].audit.rows()]
-    assert outcomes == ["allowed", "policy-unavailable", "allowed"]
+    assert outcomes == ["allowed"] + ["policy-unavailable"] * len(statuses) + ["allowed"]
+
+
+def test_opa_hung_is_refused_at_once_after_the_first_timeout(make_app, token, silent_port):
+    app = make_app(OPA_URL=f"http://127.0.0.1:{silent_port}", OPA_TIMEOUT_SECONDS=0.3)
+    started = time.perf_counter()
+    _assert_closed(_request(app, token), 503, "policy-unavailable")
+    assert time.perf_counter() - started >= 0.3  # the first one waits the timeout …
+    for _ in range(5):
+        started = time.perf_counter()
+        _assert_closed(_request(app, token), 503, "policy-unavailable")
+        assert time.perf_counter() - started < 0.2  # … then the circuit is open: no waiting
+    assert [r["outcome"] for r in app.extensions["lcr"].audit.rows()] == ["policy-unavailable"] * 6
+
+
+def _until_ok(app: Any, token: Any, seconds: float) -> list[int]:
+    statuses: list[int] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        response = _request(app, token)
+        statuses.append(response.status_code)
+        if response.status_code == 200:
+            return statuses
+        _assert_closed(response, 503, "policy-unavailable")
+        time.sleep(0.05)
+    raise AssertionError(f"not recovered within {seconds}s: {statuses}")
 
 
 def test_upstream_unreachable_is_502(make_app, token, closed_port):
