@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import errors, metrics
+from . import errors, fastjson, metrics
 from .breaker import CircuitBreaker
 
 DECISION_PACKAGE = "lcr.access"
@@ -64,8 +63,7 @@ class _ClassificationCache:
     def key(self, revision: str, input_data: dict[str, Any]) -> bytes | None:
         if not self._entries or revision == "unknown" or "," in revision:
             return None  # only one identified bundle makes a stable key
-        canonical = json.dumps([revision, input_data], sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).digest()
+        return hashlib.sha256(fastjson.dumps([revision, input_data], sort_keys=True)).digest()
 
     def get(self, key: bytes | None) -> Classification | None:
         if key is None:
@@ -149,7 +147,7 @@ class PolicyClient:
         self, package: str, rule: str, input_data: dict[str, Any], timeout: float | None = None, trips_breaker: bool = True
     ) -> tuple[Any, str]:
         path = f"/v1/data/{package.replace('.', '/')}/{rule}?provenance=true"
-        body = json.dumps({"input": input_data}, separators=(",", ":")).encode()
+        body = fastjson.dumps({"input": input_data})
         if not self.breaker.allow():
             metrics.OPA_REFUSED_FAST.inc()
             raise errors.PolicyUnavailable(f"{errors.PolicyUnavailable.message} (recently unreachable)")
@@ -164,7 +162,7 @@ class PolicyClient:
             raise errors.PolicyUnavailable(f"{errors.PolicyUnavailable.message} ({type(exc).__name__})") from None
         self.breaker.success()  # OPA answered, whatever it said
         try:
-            answer = json.loads(raw) if status == 200 else None
+            answer = fastjson.loads(raw) if status == 200 else None
         except ValueError:
             raise errors.PolicyUnavailable(f"{errors.PolicyUnavailable.message} (ValueError)") from None
         if not isinstance(answer, dict) or "result" not in answer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -23,7 +22,7 @@ from flask import Blueprint, Response, current_app, request
 
 from audit_store import AuditEvent, AuditStore, AuditWriteError
 
-from . import errors, identifiers, metrics, redact
+from . import errors, fastjson, identifiers, metrics, redact
 from .identifiers import PatientIdentifiers
 from .outcome import operation_outcome
 from .policy import Decision, PolicyClient
@@ -217,7 +216,7 @@ def _finish(access: Access, error: errors.LcrError | None, outcome: str = "allow
     else:
         status, payload, mimetype = error.status, operation_outcome(error), FHIR_JSON
         e.outcome, e.http_status, e.error_code = error.outcome, error.status, error.code
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = fastjson.dumps(payload)
     e.response_sha256 = hashlib.sha256(body).hexdigest()
     e.latency_ms = round((time.perf_counter() - access.started) * 1000, 3)
     try:
@@ -227,7 +226,7 @@ def _finish(access: Access, error: errors.LcrError | None, outcome: str = "allow
         # Nothing leaves without its audit row: answer 503, never the record.
         log.error("audit write failed decision_id=%s: %s", e.decision_id, exc)
         failed = errors.AuditUnavailable()
-        body = json.dumps(operation_outcome(failed), separators=(",", ":")).encode()
+        body = fastjson.dumps(operation_outcome(failed))
         status, mimetype = failed.status, FHIR_JSON
     metrics.REQUESTS.labels(e.action, e.outcome, e.error_code or "").inc()
     for reason in e.reasons:
@@ -268,8 +267,8 @@ def _json_body() -> dict[str, Any]:
     if len(raw) > limit:
         raise errors.PayloadTooLarge()
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        body = fastjson.loads(raw)
+    except ValueError:  # including nesting deeper than 1024
         raise errors.InvalidRequest() from None
     if not isinstance(body, dict):
         raise errors.InvalidRequest()

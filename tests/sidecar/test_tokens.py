@@ -98,3 +98,24 @@ def test_missing_access_level_is_a_policy_deny_not_a_token_error(client, token, 
     response = client.post("/v1/record", json=FULL, headers={"Authorization": f"Bearer {token(None)}"})
     assert response.status_code == 403
     assert "access_level_missing" in json.loads(audit_rows()[-1]["reasons"])
+
+
+def test_a_token_used_again_is_still_checked_for_expiry(client, token, audit_rows, monkeypatch):
+    bearer = token("admin", lifetime=60)
+    headers = {"Authorization": f"Bearer {bearer}"}
+    assert client.post("/v1/record", json=FULL, headers=headers).status_code == 200
+    assert client.post("/v1/record", json=FULL, headers=headers).status_code == 200  # from the verified cache
+    later = time.time() + 60 + 31  # past exp and the 30 s leeway
+    monkeypatch.setattr(time, "time", lambda: later)
+    response = client.post("/v1/record", json=FULL, headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["issue"][0]["details"]["coding"][0]["code"] == "token-expired"
+    assert [r["outcome"] for r in audit_rows()][-3:] == ["allowed", "allowed", "unauthenticated"]
+
+
+def test_a_verified_token_changed_by_one_character_is_verified_afresh(client, token):
+    bearer = token("admin")
+    assert client.post("/v1/record", json=FULL, headers={"Authorization": f"Bearer {bearer}"}).status_code == 200
+    header, payload, signature = bearer.split(".")
+    forged = f"{header}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+    assert client.post("/v1/record", json=FULL, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
