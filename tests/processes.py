@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +54,18 @@ class Process:
 
     def kill(self) -> None:
         self.proc.kill()
+        self.proc.wait()
+
+    def kill_tree(self) -> None:
+        """SIGKILL the process and its children: a gunicorn worker outlives its killed master."""
+        victims = [self.proc.pid]
+        for pid in victims:
+            victims += [c for c in children(pid) if c not in victims]
+        for pid in reversed(victims):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
 
 
@@ -173,8 +187,9 @@ def start_opa(bundle_server_url: str, log_dir: Path, port: int | None = None, pe
     )
 
 
-def start_upstream(log_dir: Path, data_dir: Path | None = None) -> Process:
-    port = free_port()
+def start_upstream(log_dir: Path, data_dir: Path | None = None, port: int | None = None) -> Process:
+    """The demo LCR upstream; `port` to start it again where a stopped one was."""
+    port = port or free_port()
     env = {"DEMO_UPSTREAM_DATA_DIR": str(data_dir)} if data_dir else {}
     return start(
         "demo-upstream",
@@ -192,3 +207,37 @@ def start_sidecar(log_dir: Path, env: dict[str, str], workers: int = 2) -> Proce
          "--config", "python:sidecar.gunicorn_conf", "sidecar:create_app()"],
         f"http://127.0.0.1:{port}", "/healthz", log_dir / f"sidecar-{port}.log", env=env,
     )
+
+
+def sidecar_env(opa_url: str, upstream_url: str, audit_db: Path | str, jwks_file: Path | str | None = None,
+                **settings: Any) -> dict[str, str]:
+    """The environment of a served sidecar: `LCR_SIDECAR_<NAME>` for OPA, the FHIR base of the
+    upstream at `upstream_url` (a demo upstream's root: its API is under /fhir), the audit file,
+    the test JWKS, and any other setting by name (non-strings JSON-encoded, as settings.py
+    reads them back), e.g. `sidecar_env(opa.url, upstream.url, db, jwks, OPA_TIMEOUT_SECONDS=0.5)`."""
+    env = {
+        "LCR_SIDECAR_OPA_URL": opa_url,
+        "LCR_SIDECAR_UPSTREAM_URL": upstream_url.rstrip("/") + "/fhir",
+        "LCR_SIDECAR_AUDIT_DB": str(audit_db),
+    }
+    if jwks_file is not None:
+        env["LCR_SIDECAR_TOKEN_JWKS_FILE"] = str(jwks_file)
+    for name, value in settings.items():
+        env["LCR_SIDECAR_" + name] = value if isinstance(value, str) else str(value) if isinstance(value, Path) else json.dumps(value)
+    return env
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process (a gunicorn master's workers), from /proc."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                out += [int(child) for child in fh.read().split()]
+        except OSError:
+            continue
+    return sorted(set(out))

@@ -101,13 +101,7 @@ MENU_BODY = {"nhs_number": "9990000018", "dob": "1938-04-12"}
 @pytest.fixture
 def served(tmp_path, opa, upstream, jwks_file, checkpoint_key):
     audit_db = tmp_path / "audit.db"
-    env = {
-        "LCR_SIDECAR_OPA_URL": opa.url,
-        "LCR_SIDECAR_UPSTREAM_URL": upstream.url + "/fhir",
-        "LCR_SIDECAR_AUDIT_DB": str(audit_db),
-        "LCR_SIDECAR_TOKEN_JWKS_FILE": str(jwks_file),
-        "LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE": str(checkpoint_key),
-    }
+    env = processes.sidecar_env(opa.url, upstream.url, audit_db, jwks_file, AUDIT_CHECKPOINT_KEY_FILE=checkpoint_key)
     sidecar = processes.start_sidecar(tmp_path, env, workers=3)
     yield sidecar, audit_db
     sidecar.stop()

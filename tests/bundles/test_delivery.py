@@ -138,11 +138,7 @@ def test_hot_reload_under_traffic(delivery, upstream, jwks_file, token):
     """Requests flow; a changed bundle is published; decisions and audit rows follow within seconds; none fail."""
     tmp, out, opa = delivery["tmp"], delivery["out"], delivery["opa"]
     audit_db = tmp / "audit.db"
-    sidecar = processes.start_sidecar(
-        tmp,
-        {"LCR_SIDECAR_OPA_URL": opa.url, "LCR_SIDECAR_UPSTREAM_URL": upstream.url + "/fhir",
-         "LCR_SIDECAR_AUDIT_DB": str(audit_db), "LCR_SIDECAR_TOKEN_JWKS_FILE": str(jwks_file)},
-    )
+    sidecar = processes.start_sidecar(tmp, processes.sidecar_env(opa.url, upstream.url, audit_db, jwks_file))
     statuses: list[int] = []
     stop = threading.Event()
 

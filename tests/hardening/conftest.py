@@ -41,13 +41,7 @@ def live_sidecar(
 ) -> Iterator[LiveSidecar]:
     run = tmp_path_factory.mktemp("live-sidecar")
     audit_db = run / "audit.db"
-    env = {
-        "LCR_SIDECAR_OPA_URL": opa.url,
-        "LCR_SIDECAR_UPSTREAM_URL": upstream.url + "/fhir",
-        "LCR_SIDECAR_AUDIT_DB": str(audit_db),
-        "LCR_SIDECAR_TOKEN_JWKS_FILE": str(jwks_file),
-    }
-    sidecar = processes.start_sidecar(run, env)
+    sidecar = processes.start_sidecar(run, processes.sidecar_env(opa.url, upstream.url, audit_db, jwks_file))
     yield LiveSidecar(sidecar, audit_db)
     sidecar.stop()
 

@@ -18,13 +18,7 @@ from ..seed_table import FULL, LEVELS
 @pytest.fixture
 def served(tmp_path: Path, opa: Any, upstream: Any, jwks_file: Path) -> Iterator[tuple[processes.Process, Path]]:
     audit_db = tmp_path / "audit.db"
-    env = {
-        "LCR_SIDECAR_OPA_URL": opa.url,
-        "LCR_SIDECAR_UPSTREAM_URL": upstream.url + "/fhir",
-        "LCR_SIDECAR_AUDIT_DB": str(audit_db),
-        "LCR_SIDECAR_TOKEN_JWKS_FILE": str(jwks_file),
-    }
-    sidecar = processes.start_sidecar(tmp_path, env)
+    sidecar = processes.start_sidecar(tmp_path, processes.sidecar_env(opa.url, upstream.url, audit_db, jwks_file))
     yield sidecar, audit_db
     sidecar.stop()
 
