@@ -81,7 +81,8 @@ class ReadinessProbe:
         with self._checked:
             seen = self._generation
             self._wake.set()
-            self._checked.wait_for(lambda: self._generation != seen, timeout=wait_seconds)
+            if wait_seconds > 0:
+                self._checked.wait_for(lambda: self._generation != seen, timeout=wait_seconds)
             return self._verdict or verdict
 
     def _refresh(self) -> None:

@@ -133,11 +133,13 @@ def validate_identifiers(access: Access) -> None:
 
 def check_ready(access: Access) -> None:
     """Fail closed while OPA, its bundle or the audit store is not fit to decide."""
-    readiness = _services().readiness
-    verdict = readiness.cached()
+    services = _services()
+    verdict = services.readiness.cached()
     if not verdict.ready:
-        # Recovery is seen at once, not a refresh later; a hung OPA costs only the short wait.
-        verdict = readiness.recheck(float(current_app.config["READINESS_RECHECK_WAIT_SECONDS"]))
+        # Recovery is seen at once, not a refresh later. While OPA's circuit is open there
+        # is nothing to wait for: the check is started, the answer is the current verdict.
+        wait = 0.0 if services.policy.breaker.is_open else float(current_app.config["READINESS_RECHECK_WAIT_SECONDS"])
+        verdict = services.readiness.recheck(wait)
     if verdict.error is not None:
         raise verdict.error()
 

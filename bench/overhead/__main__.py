@@ -320,6 +320,10 @@ def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
     }
 
 
+def _pct(values: list[float], q: float) -> float | None:
+    return values[min(len(values) - 1, int(len(values) * q / 100))] if values else None
+
+
 def phase_opa_down(bench: Bench, results: dict[str, Any]) -> None:
     world = bench.world
     body = json.dumps(TYPICAL).encode()
@@ -340,13 +344,20 @@ def phase_opa_down(bench: Bench, results: dict[str, Any]) -> None:
     world.pause_opa()
     try:
         time.sleep(0.2)
-        hung = timed(3 if bench.quick else 6)
+        hung = timed(10 if bench.quick else 40)
     finally:
         world.resume_opa()
+    # Each worker's first question waits the OPA timeout, which opens that worker's
+    # circuit; from then on the answer is an immediate 503 (sidecar/breaker.py).
+    waited = [s for s in hung if s["ms"] > 50]
+    rest = sorted(s["ms"] for s in hung if s["ms"] <= 50)
     out["hung"] = {
         "what": "OPA process stopped with SIGSTOP: connections accepted by the kernel, never answered",
         "samples": hung,
         "max_ms": max(s["ms"] for s in hung),
+        "waited_the_timeout": [s["ms"] for s in waited],
+        "after_circuit_open_ms": {"requests": len(rest), "p50": _pct(rest, 50), "p99": _pct(rest, 99), "max": rest[-1] if rest else None},
+        "statuses": sorted({s["status"] for s in hung}),
     }
     world.wait_sidecar_ready()
     time.sleep(1.5)
