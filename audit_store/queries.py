@@ -27,7 +27,7 @@ import sqlite3
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
-from .store import TABLE, AuditStore
+from .store import LOOKUP, TABLE, AuditStore
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "seq", "decision_id", "time", "action", "outcome", "http_status", "error_code",
@@ -115,6 +115,46 @@ class Filters:
         return (" AND ".join(clauses) or "1"), params
 
 
+    def lookup(self) -> tuple[str, list[Any]] | None:
+        """A `seq IN (…)` clause that finds the candidate rows through the lookup table's
+        indexes (resident, staff member, care service, outcome), plus every row not in it
+        yet; None when no filter is indexed there. The clause only narrows: where() still
+        applies in full to each row."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for name in ("nhs_number", "subject_id", "care_service"):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"{name} = ?")
+                params.append(value)
+        if self.outcomes:
+            clauses.append(f"outcome IN ({', '.join('?' for _ in self.outcomes)})")
+            params.extend(self.outcomes)
+        if not clauses:
+            return None
+        if self.since is not None:
+            clauses.append("time >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("time < ?")
+            params.append(self.until)
+        sql = (
+            f"seq IN (SELECT seq FROM {LOOKUP} WHERE {' AND '.join(clauses)} "
+            f"UNION ALL SELECT seq FROM {TABLE} WHERE seq > (SELECT coalesce(max(seq), 0) FROM {LOOKUP}))"
+        )
+        return sql, params
+
+
+def indexed_where(conn: sqlite3.Connection, filters: "Filters") -> tuple[str, list[Any]]:
+    """filters.where(), narrowed through the lookup table when the store has one."""
+    where, params = filters.where()
+    lookup = filters.lookup()
+    if lookup is not None and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LOOKUP,)).fetchone():
+        where = f"({where}) AND {lookup[0]}"
+        params = [*params, *lookup[1]]
+    return where, params
+
+
 def normalise_nhs_number(value: str) -> str:
     digits = re.sub(r"[\s-]", "", str(value))
     if not re.fullmatch(r"\d{10}", digits):
@@ -190,17 +230,17 @@ def search(
     """One page of matching rows, by seq."""
     filters = filters or Filters()
     limit = max(1, min(int(limit), MAX_LIMIT))
-    where, params = filters.where()
-    if after_seq is not None:
-        where += " AND seq > ?"
-        params.append(int(after_seq))
-    if before_seq is not None:
-        where += " AND seq < ?"
-        params.append(int(before_seq))
     names = DETAIL_FIELDS if detail else SUMMARY_FIELDS
     order = "DESC" if newest_first else "ASC"
-    sql = f"SELECT {', '.join(names)} FROM {TABLE} WHERE {where} ORDER BY seq {order} LIMIT ?"
     with connect(source) as conn:
+        where, params = indexed_where(conn, filters)
+        if after_seq is not None:
+            where += " AND seq > ?"
+            params.append(int(after_seq))
+        if before_seq is not None:
+            where += " AND seq < ?"
+            params.append(int(before_seq))
+        sql = f"SELECT {', '.join(names)} FROM {TABLE} WHERE {where} ORDER BY seq {order} LIMIT ?"
         found = conn.execute(sql, [*params, limit + 1]).fetchall()
     more = len(found) > limit
     rows = [decode(dict(zip(names, values))) for values in found[:limit]]
@@ -236,9 +276,9 @@ def denials(source: Source, **kw: Any) -> dict[str, Any]:
 def iter_rows(source: Source, filters: Filters | None = None, *, detail: bool = True, batch: int = 2000) -> Iterator[dict[str, Any]]:
     """Every matching row in seq order, streamed (constant memory), JSON columns decoded."""
     filters = filters or Filters()
-    where, params = filters.where()
     names = DETAIL_FIELDS if detail else SUMMARY_FIELDS
     with connect(source) as conn:
+        where, params = indexed_where(conn, filters)
         cursor = conn.execute(f"SELECT {', '.join(names)} FROM {TABLE} WHERE {where} ORDER BY seq", params)
         while True:
             chunk = cursor.fetchmany(batch)
@@ -249,8 +289,8 @@ def iter_rows(source: Source, filters: Filters | None = None, *, detail: bool = 
 
 
 def count(source: Source, filters: Filters | None = None) -> int:
-    where, params = (filters or Filters()).where()
     with connect(source) as conn:
+        where, params = indexed_where(conn, filters or Filters())
         return int(conn.execute(f"SELECT count(*) FROM {TABLE} WHERE {where}", params).fetchone()[0])
 
 

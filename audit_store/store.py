@@ -141,6 +141,54 @@ def _hash_chain(db: sqlite_utils.Database) -> None:
     )
 
 
+#: what the auditors' lookups by resident, staff member, care service and outcome need, one
+#: narrow row per decision, filled in bulk behind the log (see _deferred_indexes)
+LOOKUP = "decisions_lookup"
+LOOKUP_COLUMNS: tuple[str, ...] = ("seq", "time", "outcome", "nhs_number", "subject_id", "care_service")
+_LOOKUP_INDEXES = (("nhs_number", "time"), ("subject_id", "time"), ("care_service", "time"), ("outcome", "time"))
+
+
+@migrations(name="deferred_indexes")
+def _deferred_indexes(db: sqlite_utils.Database) -> None:
+    """The four lookup indexes move from the log to a narrow table filled in bulk.
+
+    Indexed on the log itself, every appended row put an entry at a random place in three
+    of them (resident, staff member, care service), so each commit wrote a 4 KiB page per
+    row per index to the WAL and again to the database: most of the bytes a commit synced.
+    Filled a few thousand rows at a time, rows share those pages. The log keeps its primary
+    key (seq) and the unique decision_id index (the append-only trigger needs both); queries
+    (queries.py) look up the lookup table and scan the rows not yet in it (seq above its
+    head: at most a few thousand). The table is derived data, not part of the chain; it
+    can only grow, by rows that copy the log's, in seq order.
+    """
+    conn = db.conn
+    conn.execute(
+        f"""CREATE TABLE {LOOKUP} (
+            seq INTEGER PRIMARY KEY,
+            time TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            nhs_number TEXT,
+            subject_id TEXT,
+            care_service TEXT
+        )"""
+    )
+    columns = ", ".join(LOOKUP_COLUMNS)
+    conn.execute(f"INSERT INTO {LOOKUP} ({columns}) SELECT {columns} FROM {TABLE} ORDER BY seq")
+    for names in _LOOKUP_INDEXES:
+        conn.execute(f"CREATE INDEX idx_{LOOKUP}_{'_'.join(names)} ON {LOOKUP} ({', '.join(names)})")
+        conn.execute(f"DROP INDEX IF EXISTS idx_{TABLE}_{'_'.join(names)}")
+    refuse = "SELECT RAISE(ABORT, 'the lookup table only grows, from the log: {} refused')"
+    conn.execute(f"CREATE TRIGGER {LOOKUP}_no_update BEFORE UPDATE ON {LOOKUP} BEGIN {refuse.format('UPDATE')}; END")
+    conn.execute(f"CREATE TRIGGER {LOOKUP}_no_delete BEFORE DELETE ON {LOOKUP} BEGIN {refuse.format('DELETE')}; END")
+    same = " AND ".join(f"d.{name} IS NEW.{name}" for name in LOOKUP_COLUMNS[1:])
+    conn.execute(
+        f"""CREATE TRIGGER {LOOKUP}_copies_the_log BEFORE INSERT ON {LOOKUP}
+        WHEN NEW.seq IS NOT coalesce((SELECT seq FROM {LOOKUP} ORDER BY seq DESC LIMIT 1), 0) + 1
+          OR NOT EXISTS (SELECT 1 FROM {TABLE} d WHERE d.seq = NEW.seq AND {same})
+        BEGIN SELECT RAISE(ABORT, 'the lookup table only grows, from the log: an insert must copy the next row'); END"""
+    )
+
+
 class AuditWriteError(Exception):
     """The row could not be committed: the caller must not release the response."""
 
@@ -170,6 +218,7 @@ class _Pending:
 
 _STOP = None
 WAL_RESET_PAGES = 4000  # ≈ 16 MB of log
+TURN_POLL_SECONDS = 0.0001
 
 
 class WriterStats:
@@ -180,6 +229,8 @@ class WriterStats:
         self.rows = 0
         self.failed_commits = 0
         self.checkpoints = 0
+        self.lookup_commits = 0
+        self.lookup_rows = 0
 
 
 class AuditStore:
@@ -194,15 +245,21 @@ class AuditStore:
         checkpoint_every: int = 1000,
         checkpoint_key: str | Path | None = None,
         max_batch: int = 1000,
+        lookup_every: int = 2000,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout = busy_timeout_ms / 1000
         self.checkpoint_every = int(checkpoint_every)
         self.max_batch = int(max_batch)
+        #: the lookup table is brought up to date once this many rows are not in it yet
+        self.lookup_every = max(1, int(lookup_every))
+        self._lookup_lag = 0  # rows not in the lookup table after the last commit
         self.stats = WriterStats()
         #: called by the writer thread after each commit with (rows, seconds); for benchmarks
         self.on_commit: Callable[[int, float], None] | None = None
+        #: called by the writer thread after each lookup-table transaction with (rows, seconds)
+        self.on_lookup: Callable[[int, float], None] | None = None
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         # Several serving processes open the store at once; one applies the migrations.
@@ -258,25 +315,41 @@ class AuditStore:
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[_Pending],
+        more: Callable[[int], list[_Pending]] | None = None,
+    ) -> None:
+        """Commit the batch as one transaction; `more(n)` hands over up to n further rows
+        that queued up meanwhile, which join the batch while it waits for its turn."""
         # Serialise in this thread, before taking the lock: callers stay off the GIL.
-        ready = []
-        for p in batch:
-            try:
-                p.rows = [r if type(r) is tuple else self._prepare(r) for r in p.rows]
-            except AuditWriteError as exc:
-                p.resolve(error=exc)
-            else:
-                ready.append(p)
-        batch = ready
+        batch = self._ready(batch)
         if not batch:
             return
-        rows = [row for p in batch for row in p.rows]
+        size = sum(len(p.rows) for p in batch)
+
+        def while_waiting() -> bool:
+            nonlocal size
+            if more is None or size >= self.max_batch:
+                return False
+            extra = self._ready(more(min(self.max_batch - size, 8)))
+            batch.extend(extra)
+            size += sum(len(p.rows) for p in extra)
+            return bool(extra)
+
         try:
-            with self._turn():
+            with self._turn(while_waiting):
+                rows = [row for p in batch for row in p.rows]
                 started = time.perf_counter()  # the commit itself, not the wait for the turn
                 first_seq = self._write(conn, rows)
                 elapsed = time.perf_counter() - started
+                if self._lookup_lag >= self.lookup_every:
+                    # Still in this turn, after the commit: the callers' rows are durable, but
+                    # they wait for this (it shows in append latency, and as on_lookup).
+                    self._release(batch, first_seq)
+                    self._lookup_step(conn)
+                    batch = []
         except sqlite3.IntegrityError as exc:
             if len(batch) > 1:
                 # One bad row (e.g. a duplicate decision id) must not fail its neighbours.
@@ -290,31 +363,61 @@ class AuditStore:
             return
         self.stats.commits += 1
         self.stats.rows += len(rows)
+        self._release(batch, first_seq)
+        if self.on_commit is not None:
+            self.on_commit(len(rows), elapsed)
+
+    @staticmethod
+    def _release(batch: list[_Pending], first_seq: int) -> None:
         seq = first_seq
         for p in batch:
             p.resolve(seq)
             seq += len(p.rows)
-        if self.on_commit is not None:
-            self.on_commit(len(rows), elapsed)
+
+    def _lookup_step(self, conn: sqlite3.Connection) -> None:
+        """Bring the lookup table up to date; on failure, leave it for the next turn."""
+        started = time.perf_counter()
+        try:
+            added = update_lookup(conn, limit=4 * self.lookup_every)
+        except Exception:  # noqa: BLE001 - busy or locked: the next turn tries again
+            return
+        self._lookup_lag = 0
+        self.stats.lookup_commits += 1
+        self.stats.lookup_rows += added
+        if self.on_lookup is not None:
+            self.on_lookup(added, time.perf_counter() - started)
+
+    def _ready(self, batch: list[_Pending]) -> list[_Pending]:
+        """Prepare every row; a caller whose row cannot be stored gets its error now."""
+        ready = []
+        for p in batch:
+            try:
+                p.rows = [r if type(r) is tuple else self._prepare(r) for r in p.rows]
+            except AuditWriteError as exc:
+                p.resolve(error=exc)
+            else:
+                ready.append(p)
+        return ready
 
     @staticmethod
     def _prepare(row: AuditEvent | Mapping[str, Any]) -> Prepared:
         return prepare(row)
 
     @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
+    def _turn(self, while_waiting: Callable[[], bool] | None = None) -> Iterator[None]:
         """The writers of all processes take turns on a lock file before BEGIN IMMEDIATE.
 
         SQLite's own busy handler sleeps 1, 2, 5 … 100 ms between tries, so a waiting
-        process oversleeps every commit of the other; a file lock hands over in microseconds.
-        Waiting is bounded by the busy timeout, after which the commit fails (503).
+        process oversleeps every commit of the other; a file lock hands over in about 0.1 ms
+        here (tries every 0.1 ms, and between tries `while_waiting()` prepares rows that
+        arrived meanwhile, so they join this commit). Waiting is bounded by the busy timeout,
+        after which the commit fails (503).
         """
         fd = self._turn_fd
         if fd is None:
             yield
             return
         deadline = time.monotonic() + self.busy_timeout
-        delay = 0.00005
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -322,8 +425,8 @@ class AuditStore:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise sqlite3.OperationalError(f"database is locked: another writer held the audit store for over {self.busy_timeout:g}s") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.001)
+                if while_waiting is None or not while_waiting():
+                    time.sleep(TURN_POLL_SECONDS)
         try:
             yield
         finally:
@@ -338,14 +441,15 @@ class AuditStore:
         """One transaction: lock, read the head, chain the rows, insert, maybe checkpoint."""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            head_seq, head_hash, last_checkpoint = conn.execute(_HEAD).fetchone()
+            head_seq, head_hash, last_checkpoint, lookup_head = conn.execute(_HEAD).fetchone()
             params = []
             new_seq, new_hash = head_seq, head_hash
-            for values, content in rows:
+            after = chain.row_hash_after
+            for values, _content, prefix in rows:
                 new_seq += 1
-                prev, new_hash = new_hash, chain.row_hash(new_seq, new_hash, content)
+                prev, new_hash = new_hash, after(prefix, new_seq, new_hash)
                 params.append((new_seq, prev, new_hash, *values))
-            conn.executemany(_INSERT, params)
+            insert_rows(conn, params)
             if self.checkpoint_every > 0 and new_seq - last_checkpoint >= self.checkpoint_every:
                 self._insert_checkpoint(conn, new_seq, new_hash)
             conn.execute("COMMIT")
@@ -353,6 +457,7 @@ class AuditStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._lookup_lag = new_seq - lookup_head
         return head_seq + 1
 
     def _insert_checkpoint(self, conn: sqlite3.Connection, seq: int, row_hash: str) -> dict[str, Any]:
@@ -415,6 +520,22 @@ class _Writer(threading.Thread):
         self.store = store
         self.pid = os.getpid()
         self.queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self.stopping = False
+
+    def _take(self, rows: int) -> list[_Pending]:
+        """What is queued, up to about `rows` rows, without waiting."""
+        taken: list[_Pending] = []
+        while rows > 0 and not self.stopping:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self.stopping = True
+                break
+            taken.append(item)
+            rows -= len(item.rows)
+        return taken
 
     def run(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -430,24 +551,17 @@ class _Writer(threading.Thread):
             # from the beginning instead of growing for as long as appends keep coming.
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESET_PAGES}")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages stay in memory
+            conn.execute("PRAGMA temp_store=MEMORY")  # statement journals of the multi-row inserts
             wal.start()
             while not stopping:
                 first = self.queue.get()
                 if first is _STOP:
                     break
-                batch, size = [first], len(first.rows)
-                # Group commit: everything that queued up while the last commit was syncing.
-                while size < self.store.max_batch:
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    batch.append(item)
-                    size += len(item.rows)
-                self.store._commit(conn, batch)
+                # Group commit: everything that queued up while the last commit was syncing,
+                # and what queues up while this one waits for its turn.
+                batch = [first, *self._take(self.store.max_batch - len(first.rows))]
+                self.store._commit(conn, batch, self._take)
+                stopping = self.stopping
         except BaseException as exc:  # never leave a caller waiting forever
             error = AuditWriteError(f"audit writer stopped: {type(exc).__name__}: {exc}")
             while True:
@@ -468,22 +582,30 @@ class _Writer(threading.Thread):
 
 
 class _WalCheckpointer(threading.Thread):
-    """Moves the WAL into the database every `interval` seconds (PASSIVE: never blocks writers)."""
+    """Moves the WAL into the database (PASSIVE: never blocks writers): every `interval`
+    seconds, or every `busy_interval` while the log is filling up fast, so that it is copied
+    in small steps here rather than in a big one inside a commit that callers wait for."""
 
-    def __init__(self, store: AuditStore, interval: float = 0.25) -> None:
+    def __init__(self, store: AuditStore, interval: float = 0.25, busy_interval: float = 0.02, busy_pages: int = 500) -> None:
         super().__init__(name="audit-wal-checkpointer", daemon=True)
         self.store = store
         self.interval = interval
+        self.busy_interval = busy_interval
+        self.busy_pages = busy_pages
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         conn = self.store.connect()
+        delay = self.interval
         try:
-            while not self._stop_event.wait(self.interval):
+            while not self._stop_event.wait(delay):
+                delay = self.interval
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    _busy, log, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error:
-                    pass  # busy or locked: try again next round; the log only grows meanwhile
+                    continue  # busy or locked: try again next round; the log only grows meanwhile
+                if log >= self.busy_pages:
+                    delay = self.busy_interval
         finally:
             conn.close()
 
@@ -496,27 +618,74 @@ class _WalCheckpointer(threading.Thread):
 _WIDTH = len(chain.STORED_COLUMNS)
 _HEAD = f"""SELECT coalesce(max(seq), 0),
     coalesce((SELECT row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1), '{chain.GENESIS}'),
-    coalesce((SELECT max(seq) FROM {CHECKPOINTS}), 0)
+    coalesce((SELECT max(seq) FROM {CHECKPOINTS}), 0),
+    coalesce((SELECT max(seq) FROM {LOOKUP}), 0)
     FROM {TABLE}"""
+
+_LOOKUP_COPY = f"""INSERT INTO {LOOKUP} ({', '.join(LOOKUP_COLUMNS)})
+    SELECT {', '.join(LOOKUP_COLUMNS)} FROM {TABLE}
+    WHERE seq > (SELECT coalesce(max(seq), 0) FROM {LOOKUP}) ORDER BY seq LIMIT ?"""
+
+
+def update_lookup(conn: sqlite3.Connection, limit: int = 1_000_000) -> int:
+    """Copy up to `limit` rows of the log not yet in the lookup table into it (one transaction)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        added = conn.execute(_LOOKUP_COPY, (limit,)).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return added
 
 
 _INSERT = f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES ({', '.join('?' * _WIDTH)})"
 
+#: rows per INSERT statement. One statement per row would make SQLite open a statement
+#: journal for every row (the chain trigger can abort the statement, so each statement must
+#: be undoable on its own) and let go of the GIL once per row; a multi-row VALUES insert pays
+#: both once per chunk. A few fixed sizes keep the statements in the connection's cache.
+CHUNKS = (64, 16, 4, 1)
+_CHUNK_SQL = {
+    n: f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES " + ", ".join(["(" + ", ".join("?" * _WIDTH) + ")"] * n)
+    for n in CHUNKS
+}
 
-#: a row ready for the writer: its content values (CONTENT_COLUMNS order) and their canonical JSON
-Prepared = tuple[tuple[Any, ...], str]
+
+def insert_rows(conn: sqlite3.Connection, params: list[tuple[Any, ...]], chunk_sql: Mapping[int, str] = _CHUNK_SQL) -> None:
+    """INSERT the rows in order, in multi-row statements of the sizes in chunk_sql."""
+    sizes = sorted(chunk_sql, reverse=True)
+    i, n = 0, len(params)
+    while i < n:
+        size = next(s for s in sizes if s <= n - i)
+        flat: list[Any] = []
+        for row in params[i : i + size]:
+            flat.extend(row)
+        conn.execute(chunk_sql[size], flat)
+        i += size
+
+
+#: a row ready for the writer: its content values (CONTENT_COLUMNS order), their canonical
+#: JSON, and the SHA-256 state of the hashed text up to prev_hash (chain.hash_prefix)
+Prepared = tuple[tuple[Any, ...], str, Any]
+
+_KINDS = tuple(chain.CONTENT_COLUMNS.items())
+_INT64 = 2**63
 
 
 def prepare(event: AuditEvent | Mapping[str, Any]) -> Prepared:
-    """Type the row as it will be stored and serialise its content, in the caller's thread.
+    """Type the row as it will be stored and serialise and pre-hash its content.
 
-    Raises AuditWriteError for a row that cannot be stored as it is.
+    Runs before the write lock is taken. Raises AuditWriteError for a row that cannot be
+    stored as it is.
     """
     source = event.__dict__ if isinstance(event, AuditEvent) else event
+    get = source.get
     values: list[Any] = []
     try:
-        for name, kind in chain.CONTENT_COLUMNS.items():
-            value = source.get(name)
+        for name, kind in _KINDS:
+            value = get(name)
             if value is not None and type(value) is not kind:
                 if isinstance(value, (list, dict)):
                     value = canonical_json(value)
@@ -526,11 +695,15 @@ def prepare(event: AuditEvent | Mapping[str, Any]) -> Prepared:
                     value = kind(value)
             elif kind is float and value is not None and not math.isfinite(value):
                 value = None
+            if kind is float and value == 0.0:
+                value = 0.0  # -0.0 reads back from SQLite as 0.0: hash what reads back
+            if kind is int and value is not None and not -_INT64 <= value < _INT64:
+                raise ValueError(f"{name}: {value} does not fit an SQLite INTEGER")
             values.append(value)
-        content = chain.content_json(dict(zip(chain.CONTENT_NAMES, values)))
+        content = chain.content_text(values)
     except (TypeError, ValueError) as exc:
         raise AuditWriteError(f"unstorable audit row: {exc}") from exc
-    return tuple(values), content
+    return tuple(values), content, chain.hash_prefix(content)
 
 
 def _head(conn: sqlite3.Connection) -> tuple[int, str]:

@@ -38,14 +38,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlite_utils import Migrations
 
 from audit_store import AuditEvent, AuditStore, chain
-from audit_store.store import Prepared, _decisions, _wal, canonical_json
+from audit_store.store import CHUNKS, LOOKUP, Prepared, _decisions, _deferred_indexes, _wal, canonical_json, insert_rows
 
 from .report import machine, percentile, write_result
 
-BASELINE = Migrations("lcr_audit")  # the schema before the chain: same table, same indexes
+BASELINE = Migrations("lcr_audit")  # the schema without the chain: same table, same indexes, same lookup table
 BASELINE(name="wal", transactional=False)(_wal)
 BASELINE(name="decisions")(_decisions)
-_PLAIN_INSERT = f"INSERT INTO decisions ({', '.join(chain.CONTENT_NAMES)}) VALUES ({', '.join('?' * len(chain.CONTENT_NAMES))})"
+BASELINE(name="deferred_indexes")(_deferred_indexes)
+_PLAIN_COLUMNS = ", ".join(chain.CONTENT_NAMES)
+_PLAIN_ROW = "(" + ", ".join("?" * len(chain.CONTENT_NAMES)) + ")"
+_PLAIN_INSERT = {n: f"INSERT INTO decisions ({_PLAIN_COLUMNS}) VALUES " + ", ".join([_PLAIN_ROW] * n) for n in CHUNKS}
 
 
 class UnchainedStore(AuditStore):
@@ -62,18 +65,19 @@ class UnchainedStore(AuditStore):
             if isinstance(value, (list, dict)):
                 value = canonical_json(value)
             values.append(value)
-        return tuple(values), ""
+        return tuple(values), "", None
 
     def _write(self, conn: sqlite3.Connection, rows: list[Prepared]) -> int:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_PLAIN_INSERT, [values for values, _ in rows])
-            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            insert_rows(conn, [values for values, _, _ in rows], _PLAIN_INSERT)
+            last, lookup_head = conn.execute(f"SELECT last_insert_rowid(), coalesce((SELECT max(seq) FROM {LOOKUP}), 0)").fetchone()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._lookup_lag = int(last) - lookup_head
         return int(last) - len(rows) + 1
 
 
