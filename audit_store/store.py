@@ -231,6 +231,7 @@ class WriterStats:
         self.checkpoints = 0
         self.lookup_commits = 0
         self.lookup_rows = 0
+        self.wal_resets = 0
 
 
 class AuditStore:
@@ -245,7 +246,7 @@ class AuditStore:
         checkpoint_every: int = 1000,
         checkpoint_key: str | Path | None = None,
         max_batch: int = 1000,
-        lookup_every: int = 2000,
+        lookup_every: int = 1000,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,6 +261,8 @@ class AuditStore:
         self.on_commit: Callable[[int, float], None] | None = None
         #: called by the writer thread after each lookup-table transaction with (rows, seconds)
         self.on_lookup: Callable[[int, float], None] | None = None
+        #: called by the WAL checkpointer after it held the writers' turn to finish a checkpoint
+        self.on_wal_reset: Callable[[float], None] | None = None
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         # Several serving processes open the store at once; one applies the migrations.
@@ -404,7 +407,7 @@ class AuditStore:
         return prepare(row)
 
     @contextlib.contextmanager
-    def _turn(self, while_waiting: Callable[[], bool] | None = None) -> Iterator[None]:
+    def _turn(self, while_waiting: Callable[[], bool] | None = None, fd: int | None = None) -> Iterator[None]:
         """The writers of all processes take turns on a lock file before BEGIN IMMEDIATE.
 
         SQLite's own busy handler sleeps 1, 2, 5 … 100 ms between tries, so a waiting
@@ -413,7 +416,8 @@ class AuditStore:
         arrived meanwhile, so they join this commit). Waiting is bounded by the busy timeout,
         after which the commit fails (503).
         """
-        fd = self._turn_fd
+        if fd is None:
+            fd = self._turn_fd
         if fd is None:
             yield
             return
@@ -545,11 +549,9 @@ class _Writer(threading.Thread):
             conn = self.store.connect()
             self.store._turn_fd = os.open(self.store.path.with_name(self.store.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
             # WAL checkpoints (copying the log back into the database, with its own fsync)
-            # mostly run in a background thread, not inside commits that callers wait for;
-            # the commit that finds the log over WAL_RESET_PAGES finishes the job (little is
-            # left to copy by then), inside this process's writing turn, so the log restarts
-            # from the beginning instead of growing for as long as appends keep coming.
-            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESET_PAGES}")
+            # run in a background thread, not inside commits that callers wait for: see
+            # _WalCheckpointer. SQLite's own (inside COMMIT) is only the backstop, far above.
+            conn.execute(f"PRAGMA wal_autocheckpoint={4 * WAL_RESET_PAGES}")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages stay in memory
             conn.execute("PRAGMA temp_store=MEMORY")  # statement journals of the multi-row inserts
             wal.start()
@@ -582,9 +584,16 @@ class _Writer(threading.Thread):
 
 
 class _WalCheckpointer(threading.Thread):
-    """Moves the WAL into the database (PASSIVE: never blocks writers): every `interval`
-    seconds, or every `busy_interval` while the log is filling up fast, so that it is copied
-    in small steps here rather than in a big one inside a commit that callers wait for."""
+    """Moves the WAL into the database, so that commits never have to.
+
+    PASSIVE checkpoints (they never block writers) every `interval` seconds, or every
+    `busy_interval` while the log is filling up fast, copy the log in small steps. Under a
+    steady stream of commits a passive checkpoint never catches up completely, and SQLite
+    only restarts the log from its beginning once it has; so when the log passes
+    WAL_RESET_PAGES this thread takes the writers' turn (appends wait, and see it in their
+    latency) and copies the rest, then the next commit starts the log again. Without that
+    step SQLite's autocheckpoint would do the same inside a COMMIT that callers wait for.
+    """
 
     def __init__(self, store: AuditStore, interval: float = 0.25, busy_interval: float = 0.02, busy_pages: int = 500) -> None:
         super().__init__(name="audit-wal-checkpointer", daemon=True)
@@ -596,18 +605,27 @@ class _WalCheckpointer(threading.Thread):
 
     def run(self) -> None:
         conn = self.store.connect()
+        fd = os.open(self.store.path.with_name(self.store.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
         delay = self.interval
         try:
             while not self._stop_event.wait(delay):
                 delay = self.interval
                 try:
                     _busy, log, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if log >= WAL_RESET_PAGES:
+                        started = time.perf_counter()
+                        with self.store._turn(fd=fd):
+                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                        self.store.stats.wal_resets += 1
+                        if self.store.on_wal_reset is not None:
+                            self.store.on_wal_reset(time.perf_counter() - started)
                 except sqlite3.Error:
                     continue  # busy or locked: try again next round; the log only grows meanwhile
                 if log >= self.busy_pages:
                     delay = self.busy_interval
         finally:
             conn.close()
+            os.close(fd)
 
     def stop(self) -> None:
         if self.is_alive():
@@ -646,7 +664,7 @@ _INSERT = f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES ({', 
 #: journal for every row (the chain trigger can abort the statement, so each statement must
 #: be undoable on its own) and let go of the GIL once per row; a multi-row VALUES insert pays
 #: both once per chunk. A few fixed sizes keep the statements in the connection's cache.
-CHUNKS = (64, 16, 4, 1)
+CHUNKS = (64, 32, 16, 8, 4, 2, 1)
 _CHUNK_SQL = {
     n: f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES " + ", ".join(["(" + ", ".join("?" * _WIDTH) + ")"] * n)
     for n in CHUNKS

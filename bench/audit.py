@@ -122,10 +122,16 @@ def _worker(kind: str, db: str, key: str, threads: int, seconds: float, max_batc
     cls = UnchainedStore if kind == "unchained" else AuditStore
     store = cls(db, checkpoint_key=key, checkpoint_every=0 if kind == "unchained" else 1000, max_batch=max_batch, busy_timeout_ms=10000)
     commits: list[tuple[int, float]] = []
+    lookups: list[tuple[int, float]] = []
     store.on_commit = lambda n, t: commits.append((n, t))
+    store.on_lookup = lambda n, t: lookups.append((n, t))
+    resets: list[float] = []
+    store.on_wal_reset = resets.append
     events = sample_events(40_000 if kind != "one-per-commit" else 8_000, seed=index * 1000 + threads)
     store.append(events.pop())  # writer thread up before the clock starts
     commits.clear()
+    lookups.clear()
+    resets.clear()
     latencies: list[list[float]] = [[] for _ in range(threads)]
     stop = threading.Event()
     cursor = iter(range(len(events)))
@@ -153,7 +159,7 @@ def _worker(kind: str, db: str, key: str, threads: int, seconds: float, max_batc
         t.join()
     elapsed = time.perf_counter() - began
     store.close()
-    results.put({"rows": sum(len(x) for x in latencies), "seconds": elapsed, "commits": commits,
+    results.put({"rows": sum(len(x) for x in latencies), "seconds": elapsed, "commits": commits, "lookups": lookups, "resets": resets,
                  "latencies": [v for x in latencies for v in x]})
 
 
@@ -177,6 +183,8 @@ def run_variant(kind: str, folder: Path, key: Path, processes: int, threads: int
     commit_times = sorted(t for p in parts for _, t in p["commits"])
     batch_sizes = [n for p in parts for n, _ in p["commits"]]
     latencies = sorted(v for p in parts for v in p["latencies"])
+    lookup_times = sorted(t for p in parts for _, t in p["lookups"])
+    reset_times = sorted(t for p in parts for t in p["resets"])
     conn = sqlite3.connect(db)
     stored = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
     conn.close()
@@ -190,6 +198,13 @@ def run_variant(kind: str, folder: Path, key: Path, processes: int, threads: int
         "rows_per_commit": round(statistics.mean(batch_sizes), 1) if batch_sizes else 0,
         "commit_ms": {"p50": percentile(commit_times, 50, 1e3), "p99": percentile(commit_times, 99, 1e3), "max": round(commit_times[-1] * 1e3, 3) if commit_times else None},
         "append_ms": {"p50": percentile(latencies, 50, 1e3), "p99": percentile(latencies, 99, 1e3)},
+        # the lookup table's bulk copies: their own transactions, in a writer's turn (appends wait)
+        "lookup_copies": len(lookup_times),
+        "lookup_rows": sum(n for p in parts for n, _ in p["lookups"]),
+        "lookup_ms": {"p50": percentile(lookup_times, 50, 1e3), "max": round(lookup_times[-1] * 1e3, 3) if lookup_times else None},
+        # the WAL checkpointer finishing a checkpoint in the writers' turn so the log restarts
+        "wal_resets": len(reset_times),
+        "wal_reset_ms": {"p50": percentile(reset_times, 50, 1e3), "max": round(reset_times[-1] * 1e3, 3) if reset_times else None},
     }
 
 
