@@ -47,10 +47,14 @@ sections_of(resource, org_index) := union({
 #   The section a resource is counted under: the first of its sections in the
 #   precedence list (most restrictive first). Sections missing from the list come
 #   after it, alphabetically. Undefined for an empty set.
-primary(sections) := ranked[0] if {
-	ranked := [section | some section in classification.precedence; section in sections]
+primary(sections) := ranked[0][1] if {
+	ranked := sort([[rank, section] | some section in sections; rank := _rank[section]])
 	count(ranked) > 0
 } else := min(sections)
+
+# Section -> its place in the precedence list (complete rule: built once per query).
+# regal ignore:prefer-set-or-object-rule
+_rank := {section: i | some i, section in classification.precedence}
 
 # Selectors. Each returns the set of sections the resource matches in one way.
 
@@ -188,6 +192,7 @@ _referenced_organizations(resource) := {id |
 	some path in [["reference"], ["actor", "reference"]]
 	reference := object.get(element, path, null)
 	is_string(reference)
+	contains(reference, "Organization/") # most references are to people: skip the split
 	some id in _organization_ids(reference)
 }
 
