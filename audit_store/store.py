@@ -10,7 +10,14 @@ commit fails every row in it (each caller gets `AuditWriteError`, so its respons
 Several processes (gunicorn workers) append to the same file: the writers take turns on a
 lock file (`<db>.lock`), then each transaction takes SQLite's write lock (BEGIN IMMEDIATE),
 reads the chain head, and hashes and inserts its rows, so the log stays one chain whoever
-writes.
+writes. Everything that can be done before the turn is: typing, canonical JSON, and the
+SHA-256 of the part of the hashed text that precedes prev_hash (chain.hash_prefix); rows
+that arrive while a writer waits for its turn join its commit.
+
+What a commit costs is mostly pages written to the WAL and synced. Only the primary key
+and the unique decision_id index are kept on the log; the lookups by resident, staff
+member, care service and outcome are indexed on `decisions_lookup`, copied from the log in
+bulk (every `lookup_every` rows, in its own transaction), see _deferred_indexes.
 
 Append-only: triggers refuse UPDATE and DELETE, and refuse an INSERT that does not extend
 the chain (seq = head + 1, prev_hash = head's row_hash). Tamper evidence does not rest on
@@ -611,14 +618,15 @@ class _WalCheckpointer(threading.Thread):
             while not self._stop_event.wait(delay):
                 delay = self.interval
                 try:
-                    _busy, log, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if log >= WAL_RESET_PAGES:
-                        started = time.perf_counter()
+                    _busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if log >= WAL_RESET_PAGES and copied < log:  # caught up: the log restarts anyway
                         with self.store._turn(fd=fd):
+                            started = time.perf_counter()
                             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                            held = time.perf_counter() - started
                         self.store.stats.wal_resets += 1
                         if self.store.on_wal_reset is not None:
-                            self.store.on_wal_reset(time.perf_counter() - started)
+                            self.store.on_wal_reset(held)
                 except sqlite3.Error:
                     continue  # busy or locked: try again next round; the log only grows meanwhile
                 if log >= self.busy_pages:
