@@ -612,7 +612,11 @@ class _WalCheckpointer(threading.Thread):
 
     def run(self) -> None:
         conn = self.store.connect()
-        fd = os.open(self.store.path.with_name(self.store.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.store.path.with_name(self.store.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            conn.close()
+            raise
         delay = self.interval
         try:
             while not self._stop_event.wait(delay):
