@@ -57,6 +57,10 @@ class FhirUpstream:
         resources = _resources(bundle)
         if not all(isinstance(r.get("resourceType"), str) for r in resources):
             raise errors.UpstreamInvalid()
+        # $everything always holds the Patient itself: an answer without it is not this
+        # resident's record (nor valid FHIR), and shown redacted it would pass for an empty one.
+        if not any(r["resourceType"] == "Patient" and r.get("id") == patient_id for r in resources):
+            raise errors.UpstreamInvalid()
         return resources
 
     def _get(self, call: str, path: str, params: dict[str, str] | None) -> dict[str, Any]:
