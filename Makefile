@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 OPA = $(shell scripts/tools.sh opa)
 REGAL = $(shell scripts/tools.sh regal)
 
-.PHONY: help venv tools bundle run test test-policy test-python lint-policy fmt clean bench bench-1m bench-profile
+.PHONY: help venv tools bundle run test test-policy test-python lint-policy fmt clean bench bench-1m bench-profile soak
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench: venv tools  ## benchmarks (results in bench/results/ and bench/overhead/R
 
 bench-profile: venv tools  ## pyinstrument profile of the record path → bench/overhead/profile-*.txt (PROFILE.md reads them)
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.overhead.profile
+
+soak: venv tools  ## 180 s of mixed traffic at a steady rate; RSS, open files, latency sampled → bench/results/soak.json
+	LCR_OPA_BIN=$(OPA) $(PY) -m bench.soak --seconds 180
 
 bench-1m: venv tools  ## replay/impact on 1,000,000 logged decisions (generates and caches the log)
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.replay --rows 1000000
