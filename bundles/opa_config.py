@@ -42,7 +42,9 @@ def render(
         },
         # Bundle download/activation times as Prometheus gauges: readiness reads them.
         "status": {"prometheus": True},
-        "decision_logs": {"console": False},
+        # No decision_logs section: the sidecar's audit store is the record of decisions.
+        # Configured without a service of its own, OPA would post its logs to the bundle
+        # server (which refuses them) and keep every refused event in memory.
     }
     if persistence_directory:
         config["persistence_directory"] = persistence_directory
