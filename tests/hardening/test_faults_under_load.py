@@ -4,10 +4,11 @@ a real OPA and the demo upstream, 8 client threads sending record requests throu
 Every scenario runs three phases on one stream of traffic: healthy, the fault switched on
 while the requests flow, then the fault cleared and nothing restarted by the test. The
 faults are real where that is portable: OPA and the upstream killed (SIGKILL) and started
-again on their port, a gunicorn worker killed with SIGKILL, the audit file's write lock held
-by another connection. The rest come from a fault-injecting proxy (faultproxy.py) in front
-of OPA and of the upstream: slow beyond the timeout, a closed connection, HTTP 500,
-garbage, invalid JSON, JSON of the wrong shape, a body larger than the sidecar accepts.
+again on their port, both gunicorn workers killed with SIGKILL, the audit file's write lock
+held by another connection. The rest come from a fault-injecting proxy (faultproxy.py) in
+front of OPA and of the upstream: slow beyond the timeout, a closed connection, HTTP 500,
+garbage, invalid JSON, JSON of the wrong shape (the decision, or only the redaction after an
+allow), no result, a body larger than the sidecar accepts, a $everything without the resident.
 
 "Out of space" is a stand-in: the running sidecar workers' RLIMIT_FSIZE is lowered to 0
 (prlimit(2), allowed on one's own processes without privileges), so every write to a file
@@ -30,7 +31,8 @@ What is asserted, for every answer of every phase:
   system, holding no record content (no name, no entry, no date of birth);
 * while the fault is on (requests sent after it was switched on and answered before it was
   cleared), each answer has the fault's expected status and code, e.g. 503
-  policy-unavailable; around the switches an answer is either the healthy or the fault one;
+  policy-unavailable; around the switches an answer is either the healthy or the fault one
+  (and, while a restarted OPA has not yet reached its bundle server, 503 policy-stale);
 * after the fault is cleared, service resumes by itself within RECOVERY_BOUND seconds and
   then every answer is the healthy one for AFTER seconds;
 * the audit trail: every answer has its row (same status and code) except a 503
