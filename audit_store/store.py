@@ -203,16 +203,20 @@ class AuditWriteError(Exception):
 class _Pending:
     """Rows one caller is waiting for; resolved by the writer thread."""
 
-    __slots__ = ("rows", "first_seq", "error", "_done")
+    __slots__ = ("rows", "first_seq", "error", "resolved", "_done")
 
     def __init__(self, rows: list[Any]) -> None:  # events, then Prepared rows once the writer has them
         self.rows = rows
         self.first_seq = 0
         self.error: BaseException | None = None
+        self.resolved = False
         self._done = _thread.allocate_lock()  # cheaper than threading.Event
         self._done.acquire()
 
     def resolve(self, first_seq: int = 0, error: BaseException | None = None) -> None:
+        if self.resolved:
+            return  # answered already (a failing round fails only those still waiting)
+        self.resolved = True
         self.first_seq, self.error = first_seq, error
         self._done.release()
 
@@ -334,7 +338,7 @@ class AuditStore:
         """Commit the batch as one transaction; `more(n)` hands over up to n further rows
         that queued up meanwhile, which join the batch while it waits for its turn."""
         # Serialise in this thread, before taking the lock: callers stay off the GIL.
-        batch = self._ready(batch)
+        batch[:] = self._ready(batch)  # in place: the writer fails what is in it if this raises
         if not batch:
             return
         size = sum(len(p.rows) for p in batch)
@@ -551,8 +555,9 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         conn: sqlite3.Connection | None = None
         stopping = False
-        wal = _WalCheckpointer(self.store)
+        wal: _WalCheckpointer | None = None
         try:
+            wal = _WalCheckpointer(self.store)
             conn = self.store.connect()
             self.store._turn_fd = os.open(self.store.path.with_name(self.store.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
             # WAL checkpoints (copying the log back into the database, with its own fsync)
@@ -569,7 +574,13 @@ class _Writer(threading.Thread):
                 # Group commit: everything that queued up while the last commit was syncing,
                 # and what queues up while this one waits for its turn.
                 batch = [first, *self._take(self.store.max_batch - len(first.rows))]
-                self.store._commit(conn, batch, self._take)
+                try:
+                    self.store._commit(conn, batch, self._take)
+                except BaseException as exc:  # a bug: fail this round's callers, keep writing
+                    for p in batch:
+                        p.resolve(error=AuditWriteError(f"audit write failed: {type(exc).__name__}: {exc}"))
+                    if not isinstance(exc, Exception):
+                        raise
                 stopping = self.stopping
         except BaseException as exc:  # never leave a caller waiting forever
             error = AuditWriteError(f"audit writer stopped: {type(exc).__name__}: {exc}")
@@ -582,7 +593,8 @@ class _Writer(threading.Thread):
                     item.resolve(error=error)
             raise
         finally:
-            wal.stop()
+            if wal is not None:
+                wal.stop()
             if conn is not None:
                 conn.close()
             fd, self.store._turn_fd = self.store._turn_fd, None
@@ -731,8 +743,8 @@ def prepare(event: AuditEvent | Mapping[str, Any]) -> Prepared:
                 raise ValueError(f"{name}: {value} does not fit an SQLite INTEGER")
             values.append(value)
         content = chain.content_text(values)
-    except (TypeError, ValueError) as exc:
-        raise AuditWriteError(f"unstorable audit row: {exc}") from exc
+    except Exception as exc:  # TypeError, ValueError, OverflowError, RecursionError …
+        raise AuditWriteError(f"unstorable audit row: {type(exc).__name__}: {exc}") from exc
     return tuple(values), content, chain.hash_prefix(content)
 
 

@@ -144,3 +144,27 @@ def test_rows_written_before_the_lookup_table_are_copied_into_it(tmp_path, check
     got = [r["seq"] for r in queries.who_accessed(store, "9990000018")["rows"]]
     assert got == [2, 4, 6, 7]
     store.close()
+
+
+def test_a_bug_in_a_round_fails_its_callers_and_the_writer_goes_on(make_store, monkeypatch):
+    store = make_store()
+    store.append(event(0))
+
+    def broken(conn, rows):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(store, "_write", broken)
+    with pytest.raises(AuditWriteError):
+        store.append(event(1))
+    monkeypatch.undo()
+    assert store.append(event(2)) == 2
+
+
+def test_a_row_that_cannot_be_serialised_fails_only_itself(make_store):
+    store = make_store()
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(AuditWriteError, match="unstorable"):
+        store.append(event(0, opa_input={"x": deep}))
+    assert store.append(event(1)) == 1
