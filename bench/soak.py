@@ -272,7 +272,7 @@ def report(series: dict[str, list[tuple[float, int, int]]], initial: dict[str, i
     for name, samples in series.items():
         if not samples:
             continue
-        second = [s for s in samples if s[0] >= half]
+        second = [s for s in samples if half <= s[0] <= seconds]  # under load: not the samples after it ended
         rss_slope = slope_per_minute([(t, rss / 1024) for t, rss, _ in second])
         fd_slope = slope_per_minute([(t, fds) for t, _, fds in second])
         procs[name] = {
