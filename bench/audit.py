@@ -338,7 +338,7 @@ def measured_notes(floor: dict[str, Any], variants: dict[str, Any]) -> list[str]
     c = variants["chained"]
     notes.append(
         f"This run, chained: {c['lookup_copies']} lookup copies ({c['lookup_rows']:,} rows, p50 {c['lookup_ms']['p50']} ms, "
-        f"max {c['lookup_ms']['max']} ms) and {c['wal_resets']} WAL resets (max {c['wal_reset_ms']['max']} ms) held the turn."
+        f"max {c['lookup_ms']['max']} ms) and {c['wal_resets']} WAL reset(s) (max {c['wal_reset_ms']['max']} ms) held the turn."
     )
     return notes
 
@@ -352,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
+    facts = machine()  # the load average before this run adds its own
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="append-") as tmp:
         folder = Path(tmp)
         key = folder / "checkpoint.pem"  # a throwaway checkpoint key
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     chained, unchained = variants["chained"], variants["unchained"]
     result = {
         "benchmark": "audit-append",
-        "machine": machine(),
+        "machine": facts,
         "load": {"processes": args.processes, "threads_per_process": args.threads, "seconds_per_variant": args.seconds},
         "floor": floor,
         "variants": variants,
