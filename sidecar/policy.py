@@ -63,7 +63,9 @@ class _ClassificationCache:
     def key(self, revision: str, input_data: dict[str, Any]) -> bytes | None:
         if not self._entries or revision == "unknown" or "," in revision:
             return None  # only one identified bundle makes a stable key
-        return hashlib.sha256(fastjson.dumps([revision, input_data], sort_keys=True)).digest()
+        # Keys in the order the upstream sent them, not sorted: the same answer serialises
+        # the same way, and a reordered one only misses the cache (sorting cost ≈ 2× more).
+        return hashlib.sha256(fastjson.dumps([revision, input_data])).digest()
 
     def get(self, key: bytes | None) -> Classification | None:
         if key is None:
