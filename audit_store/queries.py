@@ -87,25 +87,11 @@ class Filters:
         return cls(**kw)
 
     def where(self) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for name in ("nhs_number", "subject_id", "care_service", "access_level", "action", "policy_revision"):
-            value = getattr(self, name)
-            if value is not None:
-                clauses.append(f"{name} = ?")
-                params.append(value)
-        if self.outcomes:
-            clauses.append(f"outcome IN ({', '.join('?' for _ in self.outcomes)})")
-            params.extend(self.outcomes)
+        clauses, params = self._matching(("nhs_number", "subject_id", "care_service", "access_level", "action", "policy_revision"))
         if self.reason is not None:
             clauses.append("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(reasons) THEN reasons ELSE '[]' END) WHERE value = ?)")
             params.append(self.reason)
-        if self.since is not None:
-            clauses.append("time >= ?")
-            params.append(self.since)
-        if self.until is not None:
-            clauses.append("time < ?")
-            params.append(self.until)
+        self._in_time_range(clauses, params)
         if self.seq_from is not None:
             clauses.append("seq >= ?")
             params.append(int(self.seq_from))
@@ -114,15 +100,26 @@ class Filters:
             params.append(int(self.seq_to))
         return (" AND ".join(clauses) or "1"), params
 
-
     def lookup(self) -> tuple[str, list[Any]] | None:
         """A `seq IN (…)` clause that finds the candidate rows through the lookup table's
         indexes (resident, staff member, care service, outcome), plus every row not in it
         yet; None when no filter is indexed there. The clause only narrows: where() still
         applies in full to each row."""
+        clauses, params = self._matching(("nhs_number", "subject_id", "care_service"))
+        if not clauses:
+            return None
+        self._in_time_range(clauses, params)
+        sql = (
+            f"seq IN (SELECT seq FROM {LOOKUP} WHERE {' AND '.join(clauses)} "
+            f"UNION ALL SELECT seq FROM {TABLE} WHERE seq > (SELECT coalesce(max(seq), 0) FROM {LOOKUP}))"
+        )
+        return sql, params
+
+    def _matching(self, columns: tuple[str, ...]) -> tuple[list[str], list[Any]]:
+        """Equality on each of the columns that is set, and the outcome list."""
         clauses: list[str] = []
         params: list[Any] = []
-        for name in ("nhs_number", "subject_id", "care_service"):
+        for name in columns:
             value = getattr(self, name)
             if value is not None:
                 clauses.append(f"{name} = ?")
@@ -130,19 +127,15 @@ class Filters:
         if self.outcomes:
             clauses.append(f"outcome IN ({', '.join('?' for _ in self.outcomes)})")
             params.extend(self.outcomes)
-        if not clauses:
-            return None
+        return clauses, params
+
+    def _in_time_range(self, clauses: list[str], params: list[Any]) -> None:
         if self.since is not None:
             clauses.append("time >= ?")
             params.append(self.since)
         if self.until is not None:
             clauses.append("time < ?")
             params.append(self.until)
-        sql = (
-            f"seq IN (SELECT seq FROM {LOOKUP} WHERE {' AND '.join(clauses)} "
-            f"UNION ALL SELECT seq FROM {TABLE} WHERE seq > (SELECT coalesce(max(seq), 0) FROM {LOOKUP}))"
-        )
-        return sql, params
 
 
 def indexed_where(conn: sqlite3.Connection, filters: "Filters") -> tuple[str, list[Any]]:
