@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 
 
-def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
-    """Compact JSON as UTF-8 bytes (keys sorted when asked, for cache keys)."""
+def dumps(value: Any) -> bytes:
+    """Compact JSON as UTF-8 bytes."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+        return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
-        return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def loads(raw: bytes | str) -> Any:

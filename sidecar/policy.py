@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import errors, fastjson, metrics
 from .breaker import CircuitBreaker
+from .lru import Lru
 
 DECISION_PACKAGE = "lcr.access"
 DECISION_RULE = "decision"
@@ -46,7 +46,7 @@ class Classification:
     keep: list[bool]
 
 
-class _ClassificationCache:
+class _ClassificationCache(Lru[bytes, Classification]):
     """Redaction answers per policy revision, keyed by everything the question contained.
 
     The redaction policy is a pure function of its input and the bundle (no time, no
@@ -55,35 +55,12 @@ class _ClassificationCache:
     evaluation. Bounded (LRU); a new revision never hits the old entries.
     """
 
-    def __init__(self, entries: int) -> None:
-        self._entries = entries
-        self._data: OrderedDict[bytes, Classification] = OrderedDict()
-        self._lock = threading.Lock()
-
     def key(self, revision: str, input_data: dict[str, Any]) -> bytes | None:
-        if not self._entries or revision == "unknown" or "," in revision:
+        if not self.entries or revision == "unknown" or "," in revision:
             return None  # only one identified bundle makes a stable key
         # Keys in the order the upstream sent them, not sorted: the same answer serialises
         # the same way, and a reordered one only misses the cache (sorting cost ≈ 2× more).
         return hashlib.sha256(fastjson.dumps([revision, input_data])).digest()
-
-    def get(self, key: bytes | None) -> Classification | None:
-        if key is None:
-            return None
-        with self._lock:
-            hit = self._data.get(key)
-            if hit is not None:
-                self._data.move_to_end(key)
-            return hit
-
-    def put(self, key: bytes | None, value: Classification) -> None:
-        if key is None:
-            return
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._entries:
-                self._data.popitem(last=False)
 
 
 class PolicyClient:
@@ -197,7 +174,7 @@ class PolicyClient:
             "resources": resources,
         }
         key = self._cache.key(decision.revision, input_data)
-        cached = self._cache.get(key)
+        cached = self._cache.get(key) if key is not None else None
         if cached is not None:
             return cached
         result, revision = self._query(REDACT_PACKAGE, REDACT_RULE, input_data, self._redact_timeout, trips_breaker=False)
@@ -214,7 +191,8 @@ class PolicyClient:
         ):
             raise errors.PolicyUnavailable("The redaction policy gave an answer of the wrong shape; no record is shown.")
         classification = Classification(sections, keep)
-        self._cache.put(key, classification)
+        if key is not None:
+            self._cache.put(key, classification)
         return classification
 
 

@@ -7,15 +7,14 @@ stored — only the verified claims the decision depends on.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
 from . import errors
+from .lru import Lru
 
 # The claims the policy may depend on; anything else in the token is dropped so the
 # audit row holds exactly what the decision saw.
@@ -46,7 +45,7 @@ class TokenVerifier:
     max_bytes: int
     #: tokens already verified, until they expire: a care app sends the same token with
     #: every request of a session, and checking it again costs ≈ 1 ms of CPU (PyJWT)
-    verified: "VerifiedTokens" = field(default_factory=lambda: VerifiedTokens(1024))
+    verified: Lru[str, tuple[dict[str, Any], float]] = field(default_factory=lambda: Lru(1024))
 
     @classmethod
     def from_settings(cls, config: dict[str, Any]) -> "TokenVerifier":
@@ -121,26 +120,3 @@ def _bearer(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.TokenMissing()
     return token.strip()
-
-
-class VerifiedTokens:
-    """Claims of verified tokens by token, bounded (LRU). Expiry is checked on every use;
-    a token is only ever added after full verification, so a hit is as good as a check."""
-
-    def __init__(self, entries: int) -> None:
-        self._entries = entries
-        self._data: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, token: str) -> tuple[dict[str, Any], float] | None:
-        with self._lock:
-            hit = self._data.get(token)
-            if hit is not None:
-                self._data.move_to_end(token)
-            return hit
-
-    def put(self, token: str, value: tuple[dict[str, Any], float]) -> None:
-        with self._lock:
-            self._data[token] = value
-            while len(self._data) > self._entries:
-                self._data.popitem(last=False)

@@ -23,29 +23,7 @@ def _busy_and_steal() -> tuple[float, float]:
 
 
 def _ours() -> float:
-    me = os.getpid()
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        rest = raw[raw.rfind(")") + 2:].split()
-        pid = int(entry.name)
-        parents[pid] = int(rest[1])
-        # utime stime cutime cstime: fields 14-17 of proc(5), 11-14 after the comm field
-        cpu[pid] = sum(int(x) for x in rest[11:15]) / HZ
-    total = 0.0
-    for pid, value in cpu.items():
-        p = pid
-        while p and p != me:
-            p = parents.get(p, 0)
-        if p == me:
-            total += value
-    return total
+    return tree_seconds(os.getpid())
 
 
 @dataclass
