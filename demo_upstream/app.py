@@ -4,13 +4,21 @@
     GET /fhir/Patient?identifier=…&birthdate=…   searchset Bundle
     GET /fhir/Patient/<id>                  the Patient, or 404 OperationOutcome
     GET /fhir/Patient/<id>/$everything      searchset Bundle: Patient, compartment, referenced
+    GET /fhir?_getpages=…&_getpagesoffset=N&_count=M   a further page of either
     anything else                           404 OperationOutcome
+
+Searches and `$everything` are paged as HAPI FHIR JPA pages them: at most `_count` entries
+a page (default 20, at most 1000), a `next` link `{base}?_getpages=<id>&_getpagesoffset=20
+&_count=20&_bundletype=searchset` while more remain, `fullUrl` on every entry. The page id
+encodes the query itself (the data never changes), so any worker answers any page.
 
 Run it with `python -m demo_upstream` or `gunicorn 'demo_upstream.app:create_app()'`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
 import uuid
@@ -21,7 +29,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from . import store as store_module
-from .errors import FhirError, ResourceNotFound, UnknownEndpoint, operation_outcome
+from .errors import FhirError, InvalidRequest, ResourceNotFound, UnknownEndpoint, operation_outcome
 from .search import SEARCH_PARAMETERS, search_patients
 from .store import Store
 
@@ -30,6 +38,8 @@ FHIR_VERSION = "4.0.1"
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "residents"
 EXTENSION = "demo_upstream.store"
 PREFIX = "/fhir"
+DEFAULT_PAGE_SIZE = 20  # HAPI FHIR JPA's default
+MAX_PAGE_SIZE = 1000  # a larger _count is lowered to this, as HAPI lowers it to its maximum
 
 bp = Blueprint("fhir", __name__, url_prefix=PREFIX)
 
@@ -61,8 +71,8 @@ def metadata() -> Response:
 
 @bp.get("/Patient")
 def search() -> Response:
-    ids = search_patients(_store(), request.args.items(multi=True))
-    return fhir_response(searchset([(patient, "match") for patient in _store().patients(ids)]))
+    args = [(name, value) for name, value in request.args.items(multi=True) if name != "_count"]
+    return _page({"search": args}, 0)
 
 
 @bp.get("/Patient/<patient_id>")
@@ -72,8 +82,64 @@ def read(patient_id: str) -> Response:
 
 @bp.get("/Patient/<patient_id>/$everything")
 def everything(patient_id: str) -> Response:
-    _patient_or_404(patient_id)
-    return fhir_response(searchset(_store().everything(patient_id)))
+    return _page({"everything": patient_id}, 0)
+
+
+@bp.get("")
+def further_page() -> Response:
+    """`GET {base}?_getpages=<id>&_getpagesoffset=N`: a further page of a search or $everything."""
+    page_id = request.args.get("_getpages")
+    if page_id is None:
+        raise UnknownEndpoint(f"This server does not support GET {request.path} without _getpages")
+    query = _decode_page_id(page_id)
+    offset = _non_negative_int("_getpagesoffset", request.args.get("_getpagesoffset", "0"))
+    return _page(query, offset)
+
+
+class SearchGone(FhirError):
+    """An unknown page id: HAPI answers 410 for a search it no longer (or never) held."""
+
+    status = 410
+    code = "not-found"
+
+
+def _page(query: dict[str, Any], offset: int) -> Response:
+    found = _run(query)
+    count = min(_non_negative_int("_count", request.args.get("_count", str(DEFAULT_PAGE_SIZE))), MAX_PAGE_SIZE)
+    return fhir_response(searchset(found, offset, count, _encode_page_id(query)))
+
+
+def _run(query: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    if "search" in query:
+        ids = search_patients(_store(), [tuple(arg) for arg in query["search"]])
+        return [(patient, "match") for patient in _store().patients(ids)]
+    _patient_or_404(query["everything"])
+    return _store().everything(query["everything"])
+
+
+def _encode_page_id(query: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(query, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_page_id(page_id: str) -> dict[str, Any]:
+    try:
+        query = json.loads(base64.urlsafe_b64decode(page_id + "=" * (-len(page_id) % 4)))
+    except (ValueError, binascii.Error):
+        query = None
+    valid = isinstance(query, dict) and len(query) == 1 and (
+        isinstance(query.get("everything"), str)
+        or (isinstance(query.get("search"), list)
+            and all(isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in query["search"]))
+    )
+    if not valid:
+        raise SearchGone(f'Search ID "{page_id}" does not exist and may have expired')
+    return query  # type: ignore[return-value]
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidRequest(f'Invalid {name} value "{raw}": expected a whole number')
+    return int(raw)
 
 
 def _patient_or_404(patient_id: str) -> dict[str, Any]:
@@ -83,26 +149,40 @@ def _patient_or_404(patient_id: str) -> dict[str, Any]:
     return patient
 
 
-def searchset(found: list[tuple[dict[str, Any], str]]) -> dict[str, Any]:
+def searchset(
+    found: list[tuple[dict[str, Any], str]], offset: int = 0, count: int | None = None, page_id: str | None = None
+) -> dict[str, Any]:
+    """One page of a searchset Bundle: `found[offset:offset + count]`, with HAPI's links."""
     base = request.url_root.rstrip("/") + PREFIX
+    count = len(found) if count is None else count
+    page = found[offset:offset + count]
+    links = [{"relation": "self", "url": request.url}]
+    if page_id is not None and count and offset + count < len(found):
+        links.append({"relation": "next", "url": _page_url(base, page_id, offset + count, count)})
+    if page_id is not None and count and offset > 0:
+        links.append({"relation": "previous", "url": _page_url(base, page_id, max(0, offset - count), count)})
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
         "meta": {"lastUpdated": _now()},
         "type": "searchset",
         "total": len(found),
-        "link": [{"relation": "self", "url": request.url}],
+        "link": links,
     }
-    if found:  # HAPI leaves `entry` out of an empty searchset
+    if page:  # HAPI leaves `entry` out of an empty searchset
         bundle["entry"] = [
             {
                 "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
                 "resource": resource,
                 "search": {"mode": mode},
             }
-            for resource, mode in found
+            for resource, mode in page
         ]
     return bundle
+
+
+def _page_url(base: str, page_id: str, offset: int, count: int) -> str:
+    return f"{base}?_getpages={page_id}&_getpagesoffset={offset}&_count={count}&_bundletype=searchset"
 
 
 def capability_statement() -> dict[str, Any]:
@@ -140,7 +220,8 @@ def capability_statement() -> dict[str, Any]:
 
 
 def fhir_response(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status=status, content_type=FHIR_JSON)
+    # Compact, as HAPI answers without _pretty.
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status, content_type=FHIR_JSON)
 
 
 def _render_fhir_error(error: FhirError) -> Response:

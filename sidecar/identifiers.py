@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from . import errors
 
-# Spaces or hyphens only in the 3-3-4 places, as people type them.
-_NHS_NUMBER = re.compile(r"^([0-9]{3})[ -]?([0-9]{3})[ -]?([0-9]{4})$")
-_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# Ten ASCII digits, or 3-3-4 separated by spaces or by hyphens — one kind, in both places —
+# as people type them; nothing else (no tabs, no other digits: `str.isdigit` and `\d` would
+# take Arabic-Indic or full-width ones). Spaces around the value are trimmed, nothing more.
+_NHS_NUMBER = re.compile(r"([0-9]{3})( ?)([0-9]{3})\2([0-9]{4})|([0-9]{3})-([0-9]{3})-([0-9]{4})", re.ASCII)
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 
 
@@ -37,26 +39,26 @@ def nhs_number_check_digit_ok(digits: str) -> bool:
 
 
 def parse_nhs_number(value: object) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and not _trim(value)):
         raise errors.NhsNumberMissing()
     if not isinstance(value, str):
         raise errors.NhsNumberInvalid()
-    match = _NHS_NUMBER.match(value.strip())
+    match = _NHS_NUMBER.fullmatch(_trim(value))
     if not match:
         raise errors.NhsNumberInvalid()
-    digits = "".join(match.groups())
+    digits = "".join(g for n, g in enumerate(match.groups()) if g and n != 1)
     if not nhs_number_check_digit_ok(digits):
         raise errors.NhsNumberInvalid()
     return digits
 
 
 def parse_dob(value: object, today: dt.date, max_age_years: int) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and not _trim(value)):
         raise errors.DobMissing()
-    if not isinstance(value, str) or not _ISO_DATE.match(value.strip()):
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(_trim(value)):
         raise errors.DobInvalid()
     try:
-        dob = dt.date.fromisoformat(value.strip())
+        dob = dt.date.fromisoformat(_trim(value))
     except ValueError:
         raise errors.DobInvalid() from None
     if dob > today:
@@ -64,6 +66,11 @@ def parse_dob(value: object, today: dt.date, max_age_years: int) -> str:
     if today.year - dob.year > max_age_years:
         raise errors.DobTooOld()
     return dob.isoformat()
+
+
+def _trim(value: str) -> str:
+    # Spaces only: `str.strip()` would also take tabs, line breaks and Unicode spaces.
+    return value.strip(" ")
 
 
 def format_nhs_number(digits: str) -> str:

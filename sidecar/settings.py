@@ -46,6 +46,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UPSTREAM_URL", "http://127.0.0.1:8090/fhir", "Base URL of the LCR FHIR R4 API."),
     Setting("UPSTREAM_TIMEOUT_SECONDS", 5.0, "Give up on the LCR FHIR API after this long (504)."),
     Setting("UPSTREAM_MAX_BYTES", 50_000_000, "Refuse an upstream answer larger than this (502)."),
+    Setting("UPSTREAM_MAX_PAGES", 200, "Refuse a search or record the LCR FHIR API pages into more than this many pages (502); UPSTREAM_MAX_BYTES bounds all of a record's pages together."),
+    Setting("UPSTREAM_DEADLINE_SECONDS", 20.0, "Give up on a whole fetch — the search and every page of the record — after this long (504); UPSTREAM_TIMEOUT_SECONDS still bounds each connect and read."),
     Setting("AUDIT_DB", str(ROOT / "var" / "audit.db"), "SQLite file of the audit store."),
     Setting(
         "AUDIT_CHECKPOINT_KEY_FILE",

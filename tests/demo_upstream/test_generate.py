@@ -67,7 +67,7 @@ def test_generated_record_is_served_by_the_demo_upstream(tmp_path: Path) -> None
     search = client.get(f"/fhir/Patient?identifier={NHS}|{number}&birthdate=1939-03-03")
     assert search.mimetype == FHIR_JSON
     assert search.get_json(force=True)["total"] == 1
-    everything: dict[str, Any] = client.get("/fhir/Patient/gen-1/$everything").get_json(force=True)
+    everything: dict[str, Any] = client.get("/fhir/Patient/gen-1/$everything?_count=1000").get_json(force=True)  # one page
     served = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in everything["entry"]}
     referencing = {
         f"{e['resource']['resourceType']}/{e['resource']['id']}"
