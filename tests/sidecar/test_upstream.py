@@ -440,12 +440,15 @@ def test_without_identifiers_the_header_is_not_checked(stub):
 class Trickle:
     """A raw HTTP server that answers every request one byte every `interval` seconds, forever."""
 
-    def __init__(self, interval: float = 0.2, headers_first: bool = True) -> None:
+    def __init__(self, interval: float = 0.2, headers_first: bool = True, tls_files: tuple[str, str] | None = None) -> None:
         self.interval, self.headers_first = interval, headers_first
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
         self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}/fhir"
+        if tls_files:
+            self.sock = _tls(self.sock, tls_files)
+            self.base = self.base.replace("http://", "https://")
         self.stopped = threading.Event()
         self.bytes_sent = 0
         threading.Thread(target=self._accept, daemon=True).start()
@@ -582,6 +585,7 @@ def test_the_served_sidecar_answers_504_at_the_deadline_with_an_audit_row(make_a
         elapsed = time.monotonic() - started
     finally:
         trickle.close()
+    print(f"served sidecar, trickling upstream: {response.status_code} after {elapsed:.3f} s")
     assert response.status_code == 504
     assert response.get_json()["issue"][0]["details"]["coding"][0]["code"] == "upstream-timeout"
     assert elapsed < 1.0 + 0.5
@@ -603,3 +607,67 @@ def test_the_served_sidecar_refuses_a_record_with_an_off_base_page(make_app, tok
     assert elsewhere.hits == []
     row = list(app.extensions["lcr"].audit.rows())[-1]
     assert (row["outcome"], row["http_status"]) == ("upstream-failed", 502)
+
+
+# -- the same over TLS (the LCR is HTTPS) ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return str(folder / "cert.pem"), str(folder / "key.pem")
+
+
+def _tls(server_socket: socket.socket, tls_files: tuple[str, str]) -> socket.socket:
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    return context.wrap_socket(server_socket, server_side=True)
+
+
+def test_pages_over_tls(stub, tls_files, monkeypatch):
+    stub.server.socket = _tls(stub.server.socket, tls_files)
+    stub.root = stub.root.replace("http://", "https://")
+    stub.base = stub.root + "/fhir"
+    stub.pages(EVERYTHING, [patient(), *flags(44)])
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files[0])
+    fetched = FhirUpstream(stub.base, 5.0, 5_000_000).everything("p1", RESIDENT)
+    assert fetched.pages == 3 and len(fetched.resources) == 45
+
+
+def test_a_trickling_tls_upstream_ends_at_the_deadline(tls_files, monkeypatch):
+    trickle = Trickle(interval=0.2, tls_files=tls_files)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files[0])
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.UpstreamTimeout):
+            FhirUpstream(trickle.base, 5.0, 5_000_000, deadline_seconds=1.0).everything("p1", RESIDENT)
+        elapsed = time.monotonic() - started
+    finally:
+        trickle.close()
+    print(f"trickle over TLS: 504 after {elapsed:.3f} s, {trickle.bytes_sent} bytes received")
+    assert trickle.bytes_sent >= 3
+    assert 1.0 <= elapsed < 1.0 + 0.3
