@@ -44,6 +44,7 @@ from .identifiers import PatientIdentifiers
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}", re.ASCII)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
@@ -116,9 +117,12 @@ class FhirUpstream:
         matches: dict[str, dict[str, Any]] = {}
         for resource, _full_url in entries:
             if resource.get("resourceType") == "Patient" and _is_match(resource, patient):
-                if not isinstance(resource.get("id"), str):
+                pid = resource.get("id")
+                if not isinstance(pid, str):
                     raise errors.NoMatchingRecord()  # cannot fetch a record without an id
-                matches.setdefault(resource["id"], resource)
+                if not _FHIR_ID.fullmatch(pid) or pid in (".", ".."):
+                    raise errors.UpstreamInvalid()  # not a FHIR id, and not one to put in a path
+                matches.setdefault(pid, resource)
         # Zero or several matches (a duplicate registration) are the same answer: no
         # record. The same id more than once (paging, a repeated entry) is one match. A
         # partial stored birth date cannot confirm a match either.

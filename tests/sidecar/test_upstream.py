@@ -379,6 +379,13 @@ def test_anything_but_one_registration_is_no_matching_record(stub, entries, page
     assert len(stub.hits) == (len(entries) + page_size - 1) // page_size or 1
 
 
+@pytest.mark.parametrize("pid", ["..", ".", "a/b", "p1?x=1", "x" * 65, ""])
+def test_a_matched_id_that_is_not_a_fhir_id_is_502(stub, pid):
+    stub.add(SEARCH, searchset([{**patient(), "id": pid}], stub.base))
+    with pytest.raises(errors.UpstreamInvalid):
+        upstream_for(stub).find_patient(RESIDENT)
+
+
 def test_search_pages_are_bounded_too(stub):
     stub.pages(SEARCH, [patient()] * 6, size=1)
     with pytest.raises(errors.UpstreamInvalid):
