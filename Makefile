@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OPA = $(shell scripts/tools.sh opa)
 REGAL = $(shell scripts/tools.sh regal)
+HAPI_JAR = $(shell scripts/hapi.sh jar)
 
-.PHONY: help venv tools bundle run test test-policy test-python lint-policy fmt clean bench bench-1m bench-profile soak
+.PHONY: help venv tools hapi bundle run test test-policy test-python lint-policy fmt clean bench bench-1m bench-profile soak
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +24,10 @@ tools:  ## build the pinned opa and regal into the tools cache (first use only)
 	@scripts/tools.sh opa >/dev/null && scripts/tools.sh regal >/dev/null
 	@echo "opa:   $(OPA)"; echo "regal: $(REGAL)"
 
+hapi:  ## build the HAPI FHIR test server (tools/hapi) into the tools cache (first use only)
+	@scripts/hapi.sh jar >/dev/null
+	@echo "hapi:  $(HAPI_JAR)"
+
 bundle: venv tools  ## build and sign policies/ into var/bundles (serve/, archive/); render OPA's config
 	$(PY) -m bundles.build --out var/bundles
 	$(PY) -m bundles.opa_config --out var/opa/config.yaml --persistence-directory var/opa/persist
@@ -38,8 +43,8 @@ test-policy: tools  ## opa check --strict, opa fmt, regal lint, opa test --cover
 	@$(PY) -c 'import json,sys; c=json.load(open("var-coverage.json"))["coverage"]; print(f"policy line coverage: {c:.1f}%"); sys.exit(0 if c >= 90 else "coverage below 90%")'
 	@rm -f var-coverage.json
 
-test-python: venv tools  ## pytest (integration tests run the real opa)
-	LCR_OPA_BIN=$(OPA) $(PY) -m pytest
+test-python: venv tools hapi  ## pytest (integration tests run the real opa and a HAPI FHIR server)
+	LCR_OPA_BIN=$(OPA) LCR_HAPI_JAR=$(HAPI_JAR) $(PY) -m pytest
 
 test: venv test-policy test-python  ## everything CI runs
 

@@ -241,3 +241,64 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
     return sorted(set(out))
+
+
+# HAPI FHIR JPA server (tools/hapi): a real FHIR server for the record path, paging at 20 a page.
+HAPI_IMAGE = "hapiproject/hapi:v8.8.0-1"  # the same HAPI FHIR release as tools/hapi/pom.xml
+HAPI_START_TIMEOUT = 300.0  # a start takes 25-70 s on the 2-core CI machine
+
+
+def hapi_jar() -> str:
+    """The built HAPI FHIR test server (`scripts/hapi.sh jar` builds it on first use)."""
+    if os.environ.get("LCR_HAPI_JAR"):
+        return os.environ["LCR_HAPI_JAR"]
+    built = subprocess.run([str(ROOT / "scripts" / "hapi.sh"), "jar"], capture_output=True, text=True)
+    if built.returncode != 0:
+        raise RuntimeError(f"scripts/hapi.sh jar failed ({built.returncode}):\n{built.stderr[-3000:]}")
+    return built.stdout.strip()
+
+
+def start_hapi(log_dir: Path, port: int | None = None, timeout: float = HAPI_START_TIMEOUT) -> Process | ContainerProcess:
+    """A HAPI FHIR JPA server (R4, in-memory H2, empty) with its FHIR base at `<url>/fhir`:
+    the `hapiproject/hapi` image through testcontainers where a Docker engine answers, else the
+    jar that scripts/hapi.sh builds, run with the local `java`. Ready when /fhir/metadata answers."""
+    port = port or free_port()
+    log = log_dir / f"hapi-{port}.log"
+    if docker_engine_reachable():
+        return _start_hapi_container(port, log, timeout)
+    import shutil
+
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError("java is required to run the HAPI FHIR test server (apt-get install default-jdk-headless)")
+    # The serial collector: a third less memory than the default for a server this size, same start.
+    return start(
+        "hapi", [java, "-XX:+UseSerialGC", "-jar", hapi_jar(), f"--server.port={port}"],
+        f"http://127.0.0.1:{port}", "/fhir/metadata", log, timeout=timeout,
+    )
+
+
+def _start_hapi_container(port: int, log: Path, timeout: float) -> ContainerProcess:
+    from testcontainers.core.container import DockerContainer
+
+    container = (
+        DockerContainer(HAPI_IMAGE)
+        .with_kwargs(network_mode="host")
+        .with_env("SERVER_PORT", str(port))
+        .with_env("SPRING_DATASOURCE_URL", "jdbc:h2:mem:hapi")
+        .with_env("HAPI_FHIR_DEFAULT_PAGE_SIZE", "20")
+        .with_env("HAPI_FHIR_MAX_PAGE_SIZE", "200")
+    )
+    container.start()
+    handle = ContainerProcess("hapi", container, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(handle.url + "/fhir/metadata", timeout=5).status_code == 200:
+                return handle
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    tail = handle.log.read_text(errors="replace")[-3000:]
+    handle.stop()
+    raise RuntimeError(f"hapi container not ready within {timeout}s:\n{tail}")
