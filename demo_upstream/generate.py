@@ -39,6 +39,9 @@ PRECEDENCE = (
     "issued_medications", "medications", "procedures", "alerts", "appointments", "visits_encounters",
 )
 
+#: Pseudo-section of a resource no level may see (an unmapped security label): withheld from everyone.
+WITHHELD = "withheld"
+
 #: Placeholder for a reference to this record's Patient inside the skeletons below.
 SUBJECT = {"reference": "Patient/{patient}"}
 
@@ -78,7 +81,7 @@ TEMPLATES: tuple[Template, ...] = (
     _t("composition", [], {"resourceType": "Composition", "status": "final", "type": {"text": "Document"}, "subject": SUBJECT, "date": "2025-01-01", "author": [{"display": "Unknown"}], "title": "Document"}, weight=4),
     _t("allergy", ["allergies"], {"resourceType": "AllergyIntolerance", "code": _cc(SCT, "91936005", "Allergy to penicillin"), "patient": SUBJECT}),
     _t("condition", ["diagnoses"], {"resourceType": "Condition", "code": _cc(SCT, "38341003", "Hypertensive disorder"), "subject": SUBJECT}),
-    _t("condition-dementia", ["diagnoses"], {"resourceType": "Condition", "code": _cc(SCT, "52448006", "Dementia"), "subject": SUBJECT}),
+    _t("condition-dementia", ["mental_health", "diagnoses"], {"resourceType": "Condition", "code": _cc(SCT, "52448006", "Dementia"), "subject": SUBJECT}),
     _t("condition-mental-disorder", ["mental_health", "diagnoses"], {"resourceType": "Condition", "code": _cc(SCT, "74732009", "Mental disorder"), "subject": SUBJECT}),
     _t("condition-depression", ["mental_health", "diagnoses"], {"resourceType": "Condition", "code": _cc(SCT, "35489007", "Depressive disorder"), "subject": SUBJECT}),
     _t("condition-schizophrenia", ["mental_health", "diagnoses"], {"resourceType": "Condition", "code": _cc(SCT, "58214004", "Schizophrenia"), "subject": SUBJECT}),
@@ -87,7 +90,7 @@ TEMPLATES: tuple[Template, ...] = (
     _t("family-history", ["family_history"], {"resourceType": "FamilyMemberHistory", "status": "completed", "patient": SUBJECT, "relationship": _cc("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "MTH", "mother")}),
     _t("medication-order", ["issued_medications"], {"resourceType": "MedicationRequest", "status": "active", "intent": "order", "medicationCodeableConcept": {"text": "Amlodipine 5mg tablets"}, "subject": SUBJECT}),
     _t("medication-plan", ["medications"], {"resourceType": "MedicationRequest", "status": "active", "intent": "plan", "medicationCodeableConcept": {"text": "Paracetamol 500mg tablets"}, "subject": SUBJECT}),
-    _t("medication-proposal", [], {"resourceType": "MedicationRequest", "status": "active", "intent": "proposal", "medicationCodeableConcept": {"text": "Vitamin D"}, "subject": SUBJECT}),
+    _t("medication-proposal", ["medications"], {"resourceType": "MedicationRequest", "status": "active", "intent": "proposal", "medicationCodeableConcept": {"text": "Vitamin D"}, "subject": SUBJECT}),
     _t("medication-dispense", ["issued_medications"], {"resourceType": "MedicationDispense", "status": "completed", "medicationCodeableConcept": {"text": "Amlodipine 5mg tablets"}, "subject": SUBJECT}),
     _t("medication-statement", ["medications"], {"resourceType": "MedicationStatement", "status": "active", "medicationCodeableConcept": {"text": "Paracetamol 500mg tablets"}, "subject": SUBJECT}),
     _t("medication", ["medications"], {"resourceType": "Medication", "code": {"text": "Amlodipine 5mg tablets"}}),
@@ -155,9 +158,10 @@ SECURITY_LABELS: tuple[tuple[dict[str, Any], tuple[str, ...]], ...] = (
     (_coding(ACT, "BH", "behavioral health information sensitivity"), ("mental_health",)),
     (_coding(ACT, "PSYTHPN", "psychotherapy note information sensitivity"), ("mental_health",)),
     (_coding(ACT, "EMOTDIS", "emotional disturbance information sensitivity"), ("mental_health",)),
-    (_coding(CONFIDENTIALITY, "R", "restricted"), ()),                  # decoy: confidentiality, not MH
-    (_coding(ACT, "ETH", "substance abuse information sensitivity"), ()),  # decoy: another sensitivity
-    (_coding(LOCAL, "PSY", "psychiatry"), ()),                          # decoy: right code, wrong system
+    (_coding(CONFIDENTIALITY, "N", "normal"), ()),                      # decoy: an ordinary label
+    (_coding(CONFIDENTIALITY, "R", "restricted"), (WITHHELD,)),        # not mapped by the policy: fail closed
+    (_coding(ACT, "ETH", "substance abuse information sensitivity"), ("mental_health",)),
+    (_coding(LOCAL, "PSY", "psychiatry"), (WITHHELD,)),                 # a label in an unknown system: fail closed
 )
 #: Organizations a source field may point at: (id suffix, is it a GP practice in this record?).
 #: The GP practice is drawn half the time, a decoy otherwise.
@@ -165,7 +169,7 @@ SOURCES: tuple[tuple[str, bool], ...] = (
     ("org-gp", True),
     ("org-trust", False),
     ("org-lookalike-gp", False),  # RO76, but in a local code system
-    ("org-not-in-record", False),  # dangling: no such Organization in the record
+    ("org-not-in-record", True),  # dangling: its source cannot be known, so it counts as a GP's
 )
 #: Where each type keeps the fields the GP-sourced rule reads, and their shape.
 SOURCE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -246,7 +250,7 @@ def random_labelled_record(
         if built is None:  # the resident's own Patient: the header of the view
             labels[key] = {"sections": [], "primary": "patient"}
         else:
-            ordered = sorted(built, key=PRECEDENCE.index)
+            ordered = sorted(built, key=lambda s: -1 if s == WITHHELD else PRECEDENCE.index(s))
             labels[key] = {"sections": ordered, "primary": ordered[0] if ordered else None}
     return bundle, labels
 

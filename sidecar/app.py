@@ -35,11 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
             cache_entries=int(app.config["REDACT_CACHE_ENTRIES"]),
             breaker=_breaker(app.config),
         ),
-        upstream=FhirUpstream(
-            app.config["UPSTREAM_URL"],
-            float(app.config["UPSTREAM_TIMEOUT_SECONDS"]),
-            int(app.config["UPSTREAM_MAX_BYTES"]),
-        ),
+        upstream=FhirUpstream.from_settings(app.config),
         audit=audit_store.init_app(app),
         readiness=ReadinessProbe(
             app.config["OPA_URL"],

@@ -42,8 +42,9 @@ class Decision:
 
 @dataclass(frozen=True)
 class Classification:
-    sections: list[str | None]
-    keep: list[bool]
+    sections: list[str | None]  # per resource: the section it is counted under
+    keep: list[bool]  # per resource: whether it leaves
+    edits: list[dict[str, Any]]  # per resource: {"remove": [path], "mask": [path], "parts": [section]}
 
 
 class _ClassificationCache(Lru[bytes, Classification]):
@@ -166,12 +167,28 @@ class PolicyClient:
         scope = result.get("audit_scope")
         return Decision(allow, sections, permitted, reasons, scope if isinstance(scope, str) else None, revision, result)
 
-    def classify(self, decision: Decision, patient_id: str, resources: list[dict[str, Any]]) -> Classification:
+    def classify(
+        self,
+        decision: Decision,
+        patient: dict[str, str],
+        resources: list[dict[str, Any]],
+        full_urls: list[str | None],
+        base_url: str,
+    ) -> Classification:
+        """Ask the redaction policy what of this record may leave (docs/decision-contract.md).
+
+        patient: {"id": the matched Patient's id, "nhs_number": the matched NHS number};
+        full_urls: each resource's Bundle.entry.fullUrl (or None), parallel to resources;
+        base_url: the upstream FHIR base, for resolving absolute references.
+        Raises errors.PolicyUnavailable when OPA cannot answer or answers the wrong shape.
+        """
         input_data = {
             "allowed_sections": decision.sections,
             "permitted_sections": decision.permitted,
-            "patient_id": patient_id,
+            "patient": patient,
+            "base_url": base_url,
             "resources": resources,
+            "full_urls": full_urls,
         }
         key = self._cache.key(decision.revision, input_data)
         cached = self._cache.get(key) if key is not None else None
@@ -182,18 +199,34 @@ class PolicyClient:
             key = None  # the bundle changed between the two questions: cache under neither
         sections = result.get("sections") if isinstance(result, dict) else None
         keep = result.get("keep") if isinstance(result, dict) else None
+        edits = result.get("edits") if isinstance(result, dict) else None
         if (
             not isinstance(sections, list)
             or not isinstance(keep, list)
+            or not isinstance(edits, list)
             or len(sections) != len(resources)
             or len(keep) != len(resources)
+            or len(edits) != len(resources)
             or not all(isinstance(k, bool) for k in keep)
+            or not all(_edit_shaped(e) for e in edits)
         ):
             raise errors.PolicyUnavailable("The redaction policy gave an answer of the wrong shape; no record is shown.")
-        classification = Classification(sections, keep)
+        classification = Classification(sections, keep, edits)
         if key is not None:
             self._cache.put(key, classification)
         return classification
+
+
+def _edit_shaped(edit: Any) -> bool:
+    return (
+        isinstance(edit, dict)
+        and all(
+            isinstance(edit.get(name), list)
+            and all(isinstance(p, list) and p and all(isinstance(s, (str, int)) for s in p) for p in edit[name])
+            for name in ("remove", "mask")
+        )
+        and _strings(edit.get("parts"))
+    )
 
 
 def _strings(value: Any) -> bool:

@@ -28,7 +28,7 @@ from .outcome import operation_outcome
 from .policy import Decision, PolicyClient
 from .readiness import ReadinessProbe
 from .tokens import TokenVerifier
-from .upstream import FhirUpstream
+from .upstream import FetchedRecord, FhirUpstream
 
 log = logging.getLogger("lcr.sidecar")
 bp = Blueprint("record", __name__)
@@ -73,8 +73,8 @@ def record() -> Response:
         validate_identifiers(access)
         check_ready(access)
         decide(access)
-        resources, patient_id = fetch(access)
-        access.body = redact_record(access, resources, patient_id)
+        record, patient_id = fetch(access)
+        access.body = redact_record(access, record, patient_id)
     except errors.LcrError as error:
         return _finish(access, error)
     except Exception:
@@ -189,16 +189,25 @@ def shadow(access: Access, opa_input: dict[str, Any], decision: Decision) -> Non
         metrics.SHADOW_DIVERGED.inc()
 
 
-def fetch(access: Access) -> tuple[list[dict[str, Any]], str]:
+def fetch(access: Access) -> tuple[FetchedRecord, str]:
+    assert access.patient is not None
     upstream = _services().upstream
-    patient = upstream.find_patient(access.patient)  # type: ignore[arg-type]
-    return upstream.everything(patient["id"]), patient["id"]
+    deadline = upstream.start_deadline()  # one deadline for the search and every page of the record
+    patient = upstream.find_patient(access.patient, deadline=deadline)
+    return upstream.everything(patient["id"], access.patient, deadline=deadline), patient["id"]
 
 
-def redact_record(access: Access, resources: list[dict[str, Any]], patient_id: str) -> dict[str, Any]:
-    assert access.decision is not None
-    classification = _services().policy.classify(access.decision, patient_id, resources)
-    redacted = redact.apply(resources, classification)
+def redact_record(access: Access, record: FetchedRecord, patient_id: str) -> dict[str, Any]:
+    assert access.decision is not None and access.patient is not None
+    upstream = _services().upstream
+    classification = _services().policy.classify(
+        access.decision,
+        {"id": patient_id, "nhs_number": access.patient.nhs_number},
+        record.resources,
+        record.full_urls,
+        upstream.base_url,
+    )
+    redacted = redact.apply(record.resources, classification, record.full_urls)
     access.event.sections_returned = redacted.counts
     access.event.resources_returned = len(redacted.resources)
     access.event.resources_withheld = redacted.withheld

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from demo_upstream import create_app
-from demo_upstream.generate import PRECEDENCE, TEMPLATES, random_labelled_record, random_record, valid_nhs_number
+from demo_upstream.generate import PRECEDENCE, TEMPLATES, WITHHELD, random_labelled_record, random_record, valid_nhs_number
 
 from .test_app import FHIR_JSON, NHS, mod11_valid
 from .test_app import PRECEDENCE as DOC_PRECEDENCE
@@ -44,7 +44,8 @@ def test_record_shape_and_labels(size: int) -> None:
     assert list(labels) == keys
     assert labels["Patient/res-9"] == {"sections": [], "primary": "patient"}
     for key, label in labels.items():
-        assert label["sections"] == sorted(label["sections"], key=PRECEDENCE.index), key
+        order = (WITHHELD, *PRECEDENCE)  # an unmapped label's pseudo-section comes first
+        assert label["sections"] == sorted(label["sections"], key=order.index), key
         if key != "Patient/res-9":
             assert label["primary"] == (label["sections"][0] if label["sections"] else None), key
 
@@ -52,7 +53,7 @@ def test_record_shape_and_labels(size: int) -> None:
 def test_templates_cover_every_section_and_unclassified() -> None:
     _, labels = random_labelled_record(random.Random(0), "res-1", "9990000018", "1938-04-12", 400)
     seen = {s for label in labels.values() for s in label["sections"]}
-    assert seen == set(PRECEDENCE)
+    assert seen == set(PRECEDENCE) | {WITHHELD}
     assert any(label["primary"] is None for key, label in labels.items() if not key.startswith(("Organization/", "Practitioner/")))
     assert any(len(label["sections"]) >= 3 for label in labels.values())
     assert len({t.name for t in TEMPLATES}) == len(TEMPLATES)

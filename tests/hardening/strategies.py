@@ -34,10 +34,10 @@ def valid_digits(draw: st.DrawFn) -> str:
 
 @st.composite
 def typed(draw: st.DrawFn, digits: st.SearchStrategy[str]) -> str:
-    """As people type it: 3-3-4 with nothing, spaces or hyphens between the groups."""
+    """As people type it: 3-3-4 with nothing, spaces or hyphens between the groups (one kind)."""
     d = draw(digits)
-    a, b = draw(st.sampled_from(["", " ", "-"])), draw(st.sampled_from(["", " ", "-"]))
-    return f"{d[:3]}{a}{d[3:6]}{b}{d[6:]}"
+    sep = draw(st.sampled_from(["", " ", "-"]))
+    return f"{d[:3]}{sep}{d[3:6]}{sep}{d[6:]}"
 
 
 def nhs_numbers() -> st.SearchStrategy[str]:

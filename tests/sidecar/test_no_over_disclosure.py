@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import requests
-
 from demo_upstream.generate import random_labelled_record, valid_nhs_number
 
 from .. import processes
+from ..fhir_pages import all_entries, references
 from ..seed_table import ALL_SECTIONS, LEVELS
 
+SUPPORTING = {"Organization", "Practitioner", "PractitionerRole", "Location"}
 RESIDENTS = 16
 CASES_PER_RESIDENT = 6
 
@@ -44,8 +44,8 @@ def random_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pro
     for r in residents:
         # What the LCR itself returns for the resident ($everything skips unreferenced
         # Medications, for instance): the oracle's universe.
-        everything = requests.get(f"{server.url}/fhir/Patient/{r['patient_id']}/$everything", timeout=5).json()
-        r["fetched"] = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in everything.get("entry", [])}
+        everything = all_entries(f"{server.url}/fhir/Patient/{r['patient_id']}/$everything")
+        r["fetched"] = {f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"] for e in everything}
     yield server, residents
     server.stop()
 
@@ -87,6 +87,12 @@ def test_only_allowed_sections_leave(make_app, token, random_world, resident, le
             label["primary"] == "patient"
             or (label["sections"] and set(label["sections"]) <= permitted and set(label["sections"]) & wanted)
         )
+    }
+    # Supporting resources (organisations, practitioners) leave with what references them.
+    referenced = set().union(*(references(r["fetched"][key]) for key in expected))
+    expected |= {
+        key for key, label in r["labels"].items()
+        if key in r["fetched"] and key.split("/")[0] in SUPPORTING and key in referenced
     }
     assert shown == expected
     assert bundle["total"] == len(bundle["entry"])  # never counts withheld resources

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 
+from ..fhir_pages import all_entries, references
 from ..seed_table import ALL_SECTIONS, DUPLICATE, FULL, LEVELS, PARTIAL_DOB, SMALL
 
 EXPECTED = json.loads((Path(__file__).parent.parent / "fixtures" / "expected_sections.json").read_text())
@@ -28,15 +29,14 @@ def key(resource: dict[str, Any]) -> str:
 
 
 def upstream_record(upstream: Any, patient: dict[str, str]) -> list[dict[str, Any]]:
-    """The whole record as the LCR holds it, read straight from the demo upstream."""
+    """The whole record as the LCR holds it, read straight from the demo upstream (every page)."""
     search = requests.get(
         f"{upstream.url}/fhir/Patient",
         params={"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{patient['nhs_number']}", "birthdate": patient["dob"]},
         timeout=5,
     ).json()
     patient_id = search["entry"][0]["resource"]["id"]
-    everything = requests.get(f"{upstream.url}/fhir/Patient/{patient_id}/$everything", timeout=5).json()
-    return [e["resource"] for e in everything["entry"]]
+    return [e["resource"] for e in all_entries(f"{upstream.url}/fhir/Patient/{patient_id}/$everything")]
 
 
 @pytest.mark.parametrize("level", ["admin", "senior_carer", "registered_manager"])
@@ -45,16 +45,20 @@ def test_each_level_sees_exactly_its_sections(client, token, audit_rows, upstrea
     assert response.status_code == 200, response.get_json()
     allowed = LEVELS[level]
     shown = {key(r) for r in returned(response)}
-    # Exactly the resources whose every section is allowed (plus the resident's header).
-    visible = {
-        key(r) for r in upstream_record(upstream, FULL)
+    # Exactly the resources whose every section is allowed (plus the resident's header), and
+    # the supporting resources (organisations, practitioners) that those reference.
+    record = upstream_record(upstream, FULL)
+    visible = [
+        r for r in record
         if EXPECTED[key(r)]["primary"] == "patient"
-        or (EXPECTED[key(r)]["primary"] and set(EXPECTED[key(r)]["sections"]) <= allowed)
-    }
-    assert shown == visible
+        or (EXPECTED[key(r)]["primary"] not in (None, "supporting") and set(EXPECTED[key(r)]["sections"]) <= allowed)
+    ]
+    referenced = set().union(*(references(r) for r in visible))
+    supporting = {key(r) for r in record if EXPECTED[key(r)]["primary"] == "supporting" and key(r) in referenced}
+    assert shown == {key(r) for r in visible} | supporting
     row = audit_rows()[-1]
     counts = json.loads(row["sections_returned"])
-    assert set(counts) - {"patient"} == set(allowed), "each allowed section has content in the full record"
+    assert set(counts) - {"patient", "supporting"} == set(allowed), "each allowed section has content in the full record"
     assert counts["patient"] == 1
     assert row["outcome"] == "allowed" and row["http_status"] == 200
     assert row["resources_returned"] == len(shown)
@@ -69,7 +73,7 @@ def test_matrix_level_by_section(client, token, level, section, audit_rows):
     row = audit_rows()[-1]
     if section in LEVELS[level]:
         assert response.status_code == 200
-        resources = [r for r in returned(response) if r["resourceType"] != "Patient"]
+        resources = [r for r in returned(response) if EXPECTED[key(r)]["primary"] not in ("patient", "supporting")]
         assert resources, f"the full record has {section} content"
         for resource in resources:
             sections = set(EXPECTED[key(resource)]["sections"])

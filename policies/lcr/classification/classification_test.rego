@@ -4,7 +4,7 @@ import data.lcr.classification
 
 # Tables keyed by section, then code-system alias, then codes.
 _coded_tables := {
-	"document_types", "care_settings", "security_labels", "condition_codes",
+	"document_types", "care_settings", "security_labels", "condition_codes", "signals", "signal_prefixes",
 	"care_plan_categories", "procedure_codes", "diagnostic_report_codes",
 	"diagnostic_report_categories", "observation_categories",
 }
@@ -44,7 +44,33 @@ test_coded_tables_use_known_systems_and_string_codes if {
 }
 
 test_gp_sources if {
-	classification.gp_practice_roles == {"org_role": ["RO76"]}
-	classification.systems.org_role == "https://fhir.nhs.uk/CodeSystem/organisation-role"
+	classification.gp_practice_roles == {"org_role": ["RO76", "76"], "ods_role": ["RO76"]}
+	"https://fhir.nhs.uk/CodeSystem/organisation-role" in classification.systems.org_role
 	classification.gp_source_prefixes == ["https://gp.lcr.example/"]
+}
+
+test_every_system_spelling_names_one_alias if {
+	spellings := [lower(spelling) | some spellings in classification.systems; some spelling in spellings]
+	count(spellings) == count({spelling | some spelling in spellings})
+}
+
+test_mental_health_value_set_holds_the_seed_codes if {
+	every code in ["74732009", "35489007", "58214004", "197480006", "13746004", "370143000"] {
+		code in classification.signals.mental_health.sct
+	}
+	classification.signal_prefixes.mental_health.icd10 == ["F"]
+}
+
+test_every_intent_has_a_section if {
+	intents := {intent | some intents in classification.medication_request_intents; some intent in intents}
+	intents == {
+		"proposal", "plan", "directive", "order", "original-order",
+		"reflex-order", "filler-order", "instance-order", "option",
+	}
+}
+
+test_unmapped_labels_are_not_ordinary if {
+	every code in ["V", "R"] {
+		not code in classification.ordinary_security_labels.confidentiality
+	}
 }

@@ -1,44 +1,170 @@
 # METADATA
-# title: Section classification of FHIR R4 resources
+# title: Section classification of one FHIR R4 resource
 # description: |
-#   Which LCR sections a FHIR resource belongs to, and which of them it is counted
-#   under. The code lists live in data.lcr.classification (docs/sections.md is the
-#   human-readable contract); this package only knows where in a resource to look.
+#   Which LCR sections one resource (a top-level resource without its contained ones, or
+#   one contained resource) belongs to, and whether anything in it makes it unreadable to
+#   the policy (a security label or modifierExtension it does not know). The code lists
+#   live in data.lcr.classification (docs/sections.md is the human-readable contract);
+#   this package knows where in a resource to look and how codes are spelled. Record-level
+#   facts (references, GP sources, the Patient compartment) are in lcr.redact.
 package lcr.classify
 
 import data.lcr.classification
 
 # METADATA
-# title: GP organization index
+# title: Canonical code system
 # description: |
-#   Organization id -> true when that Organization (in this record) has a GP-practice
-#   role in its type, false otherwise. Build it once per record and pass it to
-#   sections_of. An id used by both a GP practice and another Organization is a GP.
-org_index(resources) := {org.id: is_gp |
-	some org in organizations
-	is_gp := org.id in gp_ids
-} if {
-	organizations := [resource | some resource in resources; resource.resourceType == "Organization"]
-	gp_ids := {org.id | some org in organizations; _gp_practice(org)}
+#   A code system URI as compared: trimmed, lower case, without the http:// or https://
+#   scheme and without a trailing "/" (so OIDs, STU3 and R4 addresses all meet the
+#   spellings listed in data.lcr.classification.systems).
+canonical_system(system) := trim_suffix(trim_prefix(trim_prefix(lower(trim_space(system)), "https://"), "http://"), "/")
+
+# Canonical system spelling -> alias (complete rule: built once per query).
+# regal ignore:prefer-set-or-object-rule
+_aliases := {canonical_system(spelling): alias |
+	some alias, spellings in classification.systems
+	some spelling in spellings
+}
+
+# METADATA
+# title: Code system alias of a coding
+# description: The alias (sct, loinc, act_code, ...) of a coding's system; undefined when unknown or absent.
+alias(coding) := system_alias if {
+	system_alias := _exact_aliases[coding.system]
+} else := _aliases[canonical_system(coding.system)] if is_string(coding.system)
+
+# Spellings exactly as listed: most codings need no canonical form.
+# regal ignore:prefer-set-or-object-rule
+_exact_aliases := {spelling: alias |
+	some alias, spellings in classification.systems
+	some spelling in spellings
+}
+
+# METADATA
+# title: Recognised coding
+# description: A coding with a code in a code system the policy knows.
+recognised(coding) if {
+	is_string(coding.code)
+	alias(coding)
 }
 
 # METADATA
 # title: Sections of a resource
 # description: |
-#   The set of every section the resource matches (empty when unclassified).
-#   org_index comes from org_index(resources).
+#   Every section the resource matches: by type, MedicationRequest intent, coded
+#   elements, sensitive signals anywhere in it, security labels, and GP source (computed
+#   by the caller from the record's references). Empty when unclassified. `nodes` is
+#   the resource's walk ([path, value] pairs).
 # scope: document
-default sections_of(_, _) := set()
+default sections_of(_, _, _) := set()
 
-sections_of(resource, org_index) := union({
+sections_of(resource, nodes, gp_sourced) := union({
 	_by_resource_type(resource),
 	_by_medication_request_intent(resource),
 	_by_coded_element(resource),
-	_by_security_label(resource),
-	_by_gp_source(resource, org_index),
+	signals(nodes),
+	label_sections(resource),
+	_by_gp_source(resource, gp_sourced),
 }) if {
 	is_string(resource.resourceType)
-	not resource.resourceType in classification.unclassified_resource_types
+	not _unrecognised_code(resource)
+}
+
+# METADATA
+# title: Sensitive sections of any resource
+# description: |
+#   The sections a resource is tainted with whatever its type: sensitive signals in any
+#   coding and security labels. Used for the resident's Patient and supporting resources.
+taints(resource, nodes) := signals(nodes) | label_sections(resource)
+
+# A type in recognised_code_required without a recognised coding there is unclassified.
+_unrecognised_code(resource) if {
+	required := classification.recognised_code_required[resource.resourceType]
+	not _has_recognised(object.get(resource, required.path, null), {system | some system in required.systems})
+}
+
+_has_recognised(value, systems) if {
+	some coding in _codings(value)
+	is_string(coding.code)
+	alias(coding) in systems
+}
+
+# METADATA
+# title: Sensitive signals
+# description: |
+#   Sections named by any coding anywhere in the walked nodes (data signals and
+#   signal_prefixes): a mental-disorder code in reasonCode, an extension, a nested
+#   element counts like one in Condition.code.
+signals(nodes) := {section |
+	some [_, node] in nodes
+	is_object(node)
+	is_string(node.code)
+	some section in _signal_sections(node)
+}
+
+_signal_sections(coding) := {section |
+	system_alias := alias(coding)
+	some section, _ in _indexes.signals[system_alias][trim_space(coding.code)]
+} | {section |
+	system_alias := alias(coding)
+	code := replace(upper(trim_space(coding.code)), ".", "")
+	some section, by_alias in classification.signal_prefixes
+	some prefix in by_alias[system_alias]
+	startswith(code, prefix)
+}
+
+# METADATA
+# title: Security labels
+# description: meta.security and securityLabel codings of a resource.
+labels(resource) := array.concat(
+	_as_list(object.get(resource, ["meta", "security"], null)),
+	_codings(object.get(resource, "securityLabel", null)),
+)
+
+# METADATA
+# title: Sections of security labels
+# description: The sections the resource's security labels map to.
+label_sections(resource) := {section |
+	some label in labels(resource)
+	some section in _label_matches(label)
+}
+
+# METADATA
+# title: Unreadable resource
+# scope: document
+# description: |
+#   True when the resource carries a security label the policy neither maps to a section
+#   nor lists as ordinary, or a modifierExtension it does not know: withheld from everyone.
+unreadable(resource, _) if {
+	some label in labels(resource)
+	not _label_known(label)
+}
+
+unreadable(_, nodes) if {
+	some [_, node] in nodes
+	is_object(node)
+	some extension in node.modifierExtension
+	not extension.url in classification.known_extensions
+}
+
+_label_matches(label) := {section |
+	code := upper(trim_space(label.code))
+	some system_alias in _label_aliases(label)
+	some section, by_alias in classification.security_labels
+	code in by_alias[system_alias]
+}
+
+# A label without a system is compared with every table.
+_label_aliases(label) := {alias(label)} if is_string(label.system)
+
+_label_aliases(label) := object.keys(classification.systems) if not label.system
+
+_label_known(label) if count(_label_matches(label)) > 0
+
+_label_known(label) if {
+	code := upper(trim_space(label.code))
+	some system_alias in _label_aliases(label)
+	code in classification.ordinary_security_labels[system_alias]
 }
 
 # METADATA
@@ -56,44 +182,31 @@ primary(sections) := ranked[0][1] if {
 # regal ignore:prefer-set-or-object-rule
 _rank := {section: i | some i, section in classification.precedence}
 
-# Selectors. Each returns the set of sections the resource matches in one way.
-
 # By resource type alone (Flag -> alerts, Condition -> diagnoses, ...).
 _by_resource_type(resource) := {section | some section in _resource_type_index[resource.resourceType]}
 
-# MedicationRequest by intent (order -> issued_medications, plan -> medications).
+# MedicationRequest by intent (orders -> issued_medications, plans and options -> medications).
 _by_medication_request_intent(resource) := {section |
 	resource.resourceType == "MedicationRequest"
 	some section, intents in classification.medication_request_intents
 	resource.intent in intents
 }
 
-# By codes in the elements listed in _coded_elements for the resource's type: document
-# type, care setting, Condition/Procedure/DiagnosticReport code, categories.
+# By codes in the elements listed in _coded_elements for the resource's type.
 _by_coded_element(resource) := {section |
 	some element in _coded_elements[resource.resourceType]
-	some section in _coded(resource, element.path, element.table)
+	some section in _lookup(_codings(object.get(resource, element.path, null)), _indexes[element.table])
 }
 
-# By mental-health (or other) security labels, on any resource type.
-_by_security_label(resource) := {section |
-	labels := array.concat(
-		_as_list(object.get(resource, ["meta", "security"], null)),
-		_codings(object.get(resource, "securityLabel", null)),
-	)
-	some section in _lookup(labels, _indexes.security_labels)
-}
-
-# GP-sourced: gp_records for any resource type, additional_gp_reports for documents.
-_by_gp_source(resource, org_index) := {section |
-	_gp_sourced(resource, org_index)
+_by_gp_source(resource, true) := {section |
 	some section, types in classification.gp_sourced_resource_types
 	_type_listed(resource.resourceType, types)
 }
 
+_by_gp_source(_, false) := set()
+
 # Where codes are read from, per resource type: the element's path and the table of
-# data.lcr.classification that its codes are looked up in. "Document type" and "care
-# setting" are as defined in docs/sections.md.
+# data.lcr.classification that its codes are looked up in.
 _coded_elements := {
 	"DocumentReference": [
 		{"path": ["type"], "table": "document_types"},
@@ -103,7 +216,14 @@ _coded_elements := {
 		{"path": ["type"], "table": "document_types"},
 		{"path": ["category"], "table": "care_settings"},
 	],
-	"Encounter": [{"path": ["serviceType"], "table": "care_settings"}],
+	"Encounter": [
+		{"path": ["serviceType"], "table": "care_settings"},
+		{"path": ["type"], "table": "care_settings"},
+	],
+	"Appointment": [
+		{"path": ["serviceType"], "table": "care_settings"},
+		{"path": ["specialty"], "table": "care_settings"},
+	],
 	"EpisodeOfCare": [{"path": ["type"], "table": "care_settings"}],
 	"Condition": [{"path": ["code"], "table": "condition_codes"}],
 	"Procedure": [{"path": ["code"], "table": "procedure_codes"}],
@@ -115,8 +235,7 @@ _coded_elements := {
 	"CarePlan": [{"path": ["category"], "table": "care_plan_categories"}],
 }
 
-# Resource type -> the sections it matches by type alone. Complete rules (not partial
-# ones) so each index is built once per query and then only looked up.
+# Resource type -> the sections it matches by type alone.
 # regal ignore:prefer-set-or-object-rule
 _resource_type_index := {resource_type: sections |
 	some types in classification.resource_types
@@ -125,31 +244,27 @@ _resource_type_index := {resource_type: sections |
 }
 
 # The coded tables of data.lcr.classification, each inverted once per query into
-# {system URI: {code: {section}}} so that a resource costs one lookup per coding.
+# {alias: {code: {section: true}}} so that a coding costs one lookup; built in one pass
+# (object.union_n merges the sections of a code listed under several).
 _coded_tables := {
-	"document_types", "care_settings", "security_labels", "condition_codes",
+	"document_types", "care_settings", "condition_codes", "signals",
 	"care_plan_categories", "procedure_codes", "diagnostic_report_codes",
 	"diagnostic_report_categories", "observation_categories",
 }
 
 # A partial object rule would be evaluated again on every lookup by key.
 # regal ignore:prefer-set-or-object-rule
-_indexes := {name: _index(classification[name], classification.systems) | some name in _coded_tables}
+_indexes := {name: _index(object.get(classification, name, {})) | some name in _coded_tables}
 
-_index(table, systems) := {system_uri: by_code |
-	some alias, system_uri in systems
-	by_code := {code: {section | some section, by_alias in table; code in by_alias[alias]} |
-		some by_alias in table
-		some code in by_alias[alias]
-	}
-}
-
-# Sections of the codings at path in resource, looked up in the named table.
-_coded(resource, path, table) := _lookup(_codings(object.get(resource, path, null)), _indexes[table])
+_index(table) := object.union_n([{system_alias: {code: {section: true}}} |
+	some section, by_alias in table
+	some system_alias, codes in by_alias
+	some code in codes
+])
 
 _lookup(codings, index) := {section |
 	some coding in codings
-	some section in index[coding.system][coding.code]
+	some section, _ in index[alias(coding)][trim_space(coding.code)]
 }
 
 # Codings of a CodeableConcept or of a list of them.
@@ -165,40 +280,30 @@ _type_listed(_, types) if "*" in types
 
 _type_listed(resource_type, types) if resource_type in types
 
-_gp_practice(org) if {
+# METADATA
+# title: GP practice
+# description: An Organization whose type carries an ODS GP-practice role in either ODS role system.
+gp_practice(org) if {
+	org.resourceType == "Organization"
 	some coding in _codings(org.type)
-	some alias, codes in classification.gp_practice_roles
-	coding.system == classification.systems[alias]
-	coding.code in codes
+	upper(trim_space(coding.code)) in object.get(classification.gp_practice_roles, alias(coding), [])
 }
 
-_gp_sourced(resource, _) if {
+# METADATA
+# title: GP source by meta.source
+# description: meta.source starts with a GP prefix, scheme and host compared case-insensitively.
+gp_meta_source(resource) if {
 	source := resource.meta.source
 	is_string(source)
 	some prefix in classification.gp_source_prefixes
-	startswith(source, prefix)
+	_same_origin_prefix(trim_space(source), prefix)
 }
 
-_gp_sourced(resource, org_index) if {
-	some id in _referenced_organizations(resource)
-	org_index[id] == true
+_same_origin_prefix(source, prefix) if {
+	origin := _origin(prefix)
+	lower(substring(source, 0, count(origin))) == origin
+	startswith(substring(source, count(origin), -1), substring(prefix, count(origin), -1))
 }
 
-# Organization ids referenced from the resource's source fields. A field holds a
-# Reference, a list of them, or (Procedure.performer) a list of {actor: Reference}.
-_referenced_organizations(resource) := {id |
-	some field in classification.gp_reference_fields
-	some element in _as_list(resource[field])
-	some path in [["reference"], ["actor", "reference"]]
-	reference := object.get(element, path, null)
-	is_string(reference)
-	contains(reference, "Organization/") # most references are to people: skip the split
-	some id in _organization_ids(reference)
-}
-
-# "Organization/gp1", "Organization/gp1/_history/2", "https://host/fhir/Organization/gp1".
-_organization_ids(reference) := {parts[i + 1] |
-	parts := split(reference, "/")
-	some i, part in parts
-	part == "Organization"
-}
+# "https://Host.Example/path" -> "https://host.example" (lower case).
+_origin(url) := lower(concat("/", array.slice(split(url, "/"), 0, 3)))

@@ -1,72 +1,312 @@
 # METADATA
 # title: Redaction of a fetched record
 # description: |
-#   Which of the fetched FHIR resources may leave, given the sections the access
-#   decision allowed. Asked only after an allow; still fails closed on its own.
+#   Which parts of the fetched FHIR record may leave, given the sections the access
+#   decision allowed. Every resource and every resource contained in one is classified
+#   on its own; a part leaves only when it was positively classified into sections the
+#   caller may see. References are resolved in every FHIR form (relative, absolute,
+#   urn:uuid, contained, identifier-only) to apply the Patient compartment, find GP
+#   sources and mask references to what does not leave. Asked only after an allow;
+#   still fails closed on its own.
 package lcr.redact
 
+import data.lcr.classification
 import data.lcr.classify
 
 # METADATA
 # title: Redaction result
 # description: |
-#   Parallel arrays, one entry per input resource, in order: `sections[i]` is the
-#   primary section of resource i ("patient" for the resident's own Patient, null when
-#   unclassified) and `keep[i]` whether it may leave.
+#   Parallel arrays, one entry per input resource, in order. `sections[i]`: the section
+#   resource i is counted under ("patient" for the resident's Patient, "supporting" for a
+#   supporting resource, null when unclassified); `keep[i]`: whether it may leave;
+#   `edits[i]`: for a kept resource, the element paths to `remove` and the Reference
+#   paths to `mask`, and the sections of the contained resources that stay (`parts`).
 # entrypoint: true
 result := {
-	"sections": [entry.section | some entry in _entries],
-	"keep": [entry.keep | some entry in _entries],
+	"sections": [_section(i) | some i, _ in _resources],
+	"keep": [_is_kept(i) | some i, _ in _resources],
+	"edits": [_edits(i) | some i, _ in _resources],
 }
+
+# -- input ---------------------------------------------------------------------------
 
 default _resources := []
 
-_resources := input.resources if is_array(input.resources)
+_resources := [resource | some resource in input.resources; is_object(resource)] if {
+	is_array(input.resources)
+	every resource in input.resources {
+		is_object(resource)
+	}
+}
 
 _allowed contains section if {
 	some section in input.allowed_sections
 	is_string(section)
 }
 
-# Everything the caller's level permits. A resource shown for one allowed section must
-# not carry another, unpermitted one. Absent, it is the allowed sections themselves.
+# Everything the caller's level permits. Absent, it is the allowed sections themselves.
 _permitted := {section |
 	some section in input.permitted_sections
 	is_string(section)
 } if {
-	_has_permitted
+	is_array(input.permitted_sections)
 } else := _allowed
-
-_has_permitted if is_array(input.permitted_sections)
 
 default _patient_id := null
 
-_patient_id := input.patient_id if is_string(input.patient_id)
+_patient_id := input.patient.id if is_string(input.patient.id)
 
-# The GP organization index is built once for the whole record, then each resource
-# is classified on its own: linear in the number of resources.
-_entries := [_entry(resource, org_index, _patient_id) | some resource in _resources] if {
-	org_index := classify.org_index(_resources)
+default _nhs_number := null
+
+_nhs_number := input.patient.nhs_number if is_string(input.patient.nhs_number)
+
+default _base := null
+
+_base := lower(trim_suffix(trim_space(input.base_url), "/")) if is_string(input.base_url)
+
+_full_url(i) := input.full_urls[i] if is_string(input.full_urls[i])
+
+_free_text_shown if {
+	every section in classification.free_text.shown_when_permitted {
+		section in _permitted
+	}
 }
 
-# The resident's own Patient is the header of the view: shown whenever the decision
-# allowed at least one section.
-_entry(resource, org_index, patient_id) := {"section": "patient", "keep": count(_allowed) > 0} if {
-	resource.resourceType == "Patient"
-	resource.id == patient_id
-} else := _classified(classify.sections_of(resource, org_index))
+# -- facts of every resource, each computed once per question -------------------------------
 
-_classified(sections) := {"section": _primary(sections), "keep": _shown(sections)}
+# Each resource's walk, as [path, node] pairs for the objects in it (the only nodes any
+# rule reads: codings, references, narrative and free-text holders are all objects).
+# regal ignore:prefer-set-or-object-rule,walk-no-path
+_objects := [[[path, node] | walk(resource, [path, node]); is_object(node)] | some resource in _resources]
+
+# The objects of the resource itself, without its contained resources.
+# regal ignore:prefer-set-or-object-rule
+_own_objects := [[pair | some pair in objects; not pair[0][0] == "contained"] | some objects in _objects]
+
+_under_contained(path) if path[0] == "contained"
+
+# The objects of contained resource k of resource i, with paths from its own root.
+_contained_objects(i, k) := [[array.slice(path, 2, count(path)), node] |
+	some [path, node] in _objects[i]
+	path[0] == "contained"
+	path[1] == k
+]
+
+_own(resource) := object.remove(resource, ["contained"])
+
+# References in the resource itself, as [path, Reference] pairs.
+# regal ignore:prefer-set-or-object-rule
+_own_references := [_references(objects) | some objects in _own_objects]
+
+# Sections of each resource itself (without its contained ones).
+# regal ignore:prefer-set-or-object-rule
+_own_sections := [_part_sections(_own(resource), _own_objects[i], i) | some i, resource in _resources]
+
+# Entries each resource itself references.
+# regal ignore:prefer-set-or-object-rule
+_own_targets := [_entries_referenced(references, i) | some i, references in _own_references]
+
+_entries_referenced(references, i) := {target[1] |
+	some pair in references
+	some target in targets(pair[1], i)
+	target[0] == "entry"
+}
+
+# -- classification of each part ----------------------------------------------------------
+
+_supporting(resource) if resource.resourceType in classification.supporting_resource_types
+
+# Sections of one part (a resource without its contained ones, or a contained resource).
+_part_sections(resource, objects, i) := classify.sections_of(resource, objects, _gp_bool(resource, i))
+
+_gp_bool(resource, i) if _gp_sourced(resource, i)
+
+else := false
+
+# A part that may leave: readable, only this resident, positively classified into sections
+# of which at least one is allowed and all are permitted.
+_part_shown(resource, objects, references, sections, i) if {
+	not _supporting(resource)
+	not classify.unreadable(resource, objects)
+	_only_this_resident(references, i)
+	count(sections & _allowed) > 0
+	count(sections - _permitted) == 0
+}
+
+# A supporting part or the resident's header may leave when nothing in it needs more.
+_taint_free(resource, objects) if {
+	not classify.unreadable(resource, objects)
+	count(classify.taints(resource, objects) - _permitted) == 0
+}
+
+# -- which resources leave ---------------------------------------------------------------
+
+_clinical_kept contains i if {
+	some i, resource in _resources
+	not i in _headers
+	own := _own(resource)
+	_in_compartment(own, i)
+	_part_shown(own, _own_objects[i], _own_references[i], _own_sections[i], i)
+}
+
+_header_kept contains i if {
+	count(_allowed) > 0
+	some i in _headers
+	_taint_free(_own(_resources[i]), _own_objects[i])
+}
+
+# Supporting resources referenced by what leaves, and those they reference in turn.
+_support_kept_1 contains j if {
+	some i in (_clinical_kept | _header_kept)
+	some j in _own_targets[i]
+	_support_ok(j)
+}
+
+_support_kept_2 contains j if {
+	some i in _support_kept_1
+	some j in _own_targets[i]
+	_support_ok(j)
+}
+
+_support_ok(j) if {
+	resource := _resources[j]
+	_supporting(resource)
+	_taint_free(_own(resource), _own_objects[j])
+	_only_this_resident(_own_references[j], j)
+}
+
+_is_kept(i) if i in _kept
+
+else := false
+
+_kept := ((_clinical_kept | _header_kept) | _support_kept_1) | _support_kept_2
+
+# -- sections counted --------------------------------------------------------------------
+
+_section(i) := "patient" if i in _headers
+
+else := "supporting" if _supporting(_resources[i])
+
+else := _primary(_own_sections[i])
 
 default _primary(_) := null
 
 _primary(sections) := classify.primary(sections)
 
-# Shown only when it matches at least one allowed section and every section it
-# matches is permitted (unclassified resources are always withheld).
-default _shown(_) := false
+# -- edits to a kept resource ------------------------------------------------------------
 
-_shown(sections) if {
-	count(sections & _allowed) > 0
-	count(sections - _permitted) == 0
+_edits(i) := {"remove": [], "mask": [], "parts": []} if not i in _kept
+
+_edits(i) := {
+	"remove": array.concat(
+		[["contained", k] | some k in _removed_contained(i)],
+		_free_text_paths(i),
+	),
+	"mask": _mask_paths(i),
+	"parts": [_contained_section(i, k) | some k, _ in _as_list(_resources[i].contained); not [i, k] in _removed_pairs],
+} if {
+	i in _kept
+}
+
+# Contained resources that may not leave with their container, as [i, k] pairs.
+# regal ignore:prefer-set-or-object-rule
+_removed_pairs := {[i, k] |
+	some i in _kept
+	some k, contained in _as_list(_resources[i].contained)
+	not _contained_shown(contained, _contained_objects(i, k), i)
+}
+
+_removed_contained(i) := {pair[1] | some pair in _removed_pairs; pair[0] == i}
+
+_contained_shown(contained, objects, i) if {
+	_part_shown(contained, objects, _references(objects), _part_sections(contained, objects, i), i)
+}
+
+_contained_shown(contained, objects, i) if {
+	_supporting(contained)
+	_taint_free(contained, objects)
+	_only_this_resident(_references(objects), i)
+}
+
+_contained_section(i, k) := "supporting" if _supporting(_resources[i].contained[k])
+
+else := _primary(_part_sections(_resources[i].contained[k], _contained_objects(i, k), i))
+
+# References whose target does not leave (withheld, removed or not in the record) are
+# masked, so a reference never reveals what was withheld.
+_mask_paths(i) := [path |
+	some [path, ref] in _references(_objects[i])
+	not _in_removed(path, i)
+	not _reference_kept(ref, i)
+]
+
+_in_removed(path, i) if {
+	path[0] == "contained"
+	[i, path[1]] in _removed_pairs
+}
+
+_reference_kept(ref, i) if {
+	found := targets(ref, i)
+	count(found) > 0
+	every target in found {
+		_target_kept(target, i)
+	}
+	_identifier_consistent(ref)
+}
+
+_target_kept(["entry", j], _) if j in _kept
+
+_target_kept(["contained", id], i) if {
+	some k, contained in _resources[i].contained
+	contained.id == id
+	not [i, k] in _removed_pairs
+}
+
+# -- free text and extensions ------------------------------------------------------------
+
+_free_text_paths(_) := [] if _free_text_shown
+
+# Read from the objects that hold free text: one direct key lookup per object and rule.
+_free_text_paths(i) := [path |
+	some [parent, node] in _objects[i]
+	not _in_removed(parent, i)
+	some path in _free_text_in(parent, node)
+] if {
+	not _free_text_shown
+}
+
+_free_text_in(parent, node) := array.flatten([
+	_narrative(parent, node), _elements(parent, node), _text(parent, node),
+	_display(parent, node), _unknown_extensions(parent, node),
+])
+
+# Narrative (text.div, Composition.section.text).
+_narrative(parent, node) := [parent | count(parent) > 0; is_string(node.div)]
+
+# Annotations and other free-text elements.
+_elements(parent, node) := [array.concat(parent, [key]) | some key in classification.free_text.elements; node[key]]
+
+# The text of a CodeableConcept (even beside a recognised coding, it can say anything),
+# and other text elements.
+_text(parent, node) := [array.concat(parent, ["text"]) |
+	is_string(node.text)
+	not _kept_under(parent)
+]
+
+# Reference.display, and the display of a coding the policy cannot read.
+_display(parent, node) := [array.concat(parent, ["display"]) |
+	is_string(node.display)
+	not _kept_under(parent)
+	not classify.recognised(node)
+]
+
+# Extensions the policy does not know.
+_unknown_extensions(parent, node) := [array.concat(parent, ["extension", k]) |
+	some k, extension in node.extension
+	not extension.url in classification.known_extensions
+]
+
+_kept_under(path) if {
+	some key in path
+	key in classification.free_text.kept_under
 }

@@ -7,63 +7,110 @@ _sct := "http://snomed.info/sct"
 
 _loinc := "http://loinc.org"
 
+_act_code := "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+_base := "https://lcr.example/fhir"
+
+_nhs := "https://fhir.nhs.uk/Id/nhs-number"
+
+_ods := "https://fhir.nhs.uk/Id/ods-organization-code"
+
+_confidentiality := "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+
 _cc(system, code) := {"coding": [{"system": system, "code": code}]}
 
-_doc(system, code) := {"resourceType": "DocumentReference", "type": _cc(system, code)}
+_me := {"reference": "Patient/res-1"}
+
+_patient := {
+	"resourceType": "Patient", "id": "res-1",
+	"identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018"}],
+}
+
+_gp := {
+	"resourceType": "Organization", "id": "gp1",
+	"identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "Y99001"}],
+	"type": [_cc("https://digital.nhs.uk/services/organisation-data-service/CodeSystem/ODSOrganisationRole", "RO76")],
+}
+
+_trust := {"resourceType": "Organization", "id": "trust1", "type": [_cc(_sct, "22232009")]}
+
+_flag := {"resourceType": "Flag", "id": "f1", "subject": _me, "code": _cc(_sct, "129839007")}
+
+_condition(code) := {
+	"resourceType": "Condition", "id": concat("-", ["c", code]),
+	"subject": _me, "code": _cc(_sct, code),
+}
 
 _observation(category) := {
-	"resourceType": "Observation",
+	"resourceType": "Observation", "subject": _me,
 	"category": [_cc("http://terminology.hl7.org/CodeSystem/observation-category", category)],
 }
 
-_psy := {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]}
+_other := {"reference": "Patient/res-2"}
 
-_gp_meta := {"source": "https://gp.lcr.example/practice/F84001"}
+_psy := {"security": [{"system": _act_code, "code": "PSY"}]}
 
-_gp_practice := {
-	"resourceType": "Organization",
-	"id": "gp1",
-	"type": [_cc("https://fhir.nhs.uk/CodeSystem/organisation-role", "RO76")],
+_masked := {"extension": [{
+	"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+	"valueCode": "masked",
+}]}
+
+_input(level, resources) := {
+	"allowed_sections": config.access_levels[level], # regal ignore:external-reference
+	"permitted_sections": config.access_levels[level], # regal ignore:external-reference
+	"patient": {"id": "res-1", "nhs_number": "9990000018"},
+	"base_url": _base, # regal ignore:external-reference
+	"resources": resources,
 }
 
-_patient := {"resourceType": "Patient", "id": "res-1"}
+# Helpers that ask the policy: `with` belongs to the tests that call them.
+_run(level, resources) := result if {
+	result := redact.result with input as _input(level, resources) # regal ignore:with-outside-test-context
+}
 
-# One representative resource per section: it is counted under that section.
+_with_urls(level, resources, urls) := result if {
+	question := object.union(_input(level, resources), {"full_urls": urls})
+	result := redact.result with input as question # regal ignore:with-outside-test-context
+}
+
+# -- the level x section matrix -----------------------------------------------------------
+
+# One representative resource per section, each naming the resident.
 _representatives := {
-	"alerts": {"resourceType": "Flag"},
-	"appointments": {"resourceType": "Appointment"},
-	"visits_encounters": {"resourceType": "Encounter"},
-	"discharge_summaries": _doc(_sct, "373942005"),
-	"allergies": {"resourceType": "AllergyIntolerance"},
-	"social_care": {"resourceType": "EpisodeOfCare", "type": [_cc(_sct, "310134006")]},
-	"diagnoses": {"resourceType": "Condition", "code": _cc(_sct, "44054006")},
-	"family_history": {"resourceType": "FamilyMemberHistory"},
-	"issued_medications": {"resourceType": "MedicationRequest", "intent": "order"},
-	"medications": {"resourceType": "MedicationStatement"},
+	"alerts": _flag,
+	"appointments": {"resourceType": "Appointment", "participant": [{"actor": _me}]},
+	"visits_encounters": {"resourceType": "Encounter", "subject": _me},
+	"discharge_summaries": {"resourceType": "DocumentReference", "subject": _me, "type": _cc(_sct, "373942005")},
+	"allergies": {"resourceType": "AllergyIntolerance", "patient": _me},
+	"social_care": {"resourceType": "EpisodeOfCare", "patient": _me, "type": [_cc(_sct, "310134006")]},
+	"diagnoses": _condition("44054006"),
+	"family_history": {"resourceType": "FamilyMemberHistory", "patient": _me},
+	"issued_medications": {"resourceType": "MedicationRequest", "subject": _me, "intent": "order"},
+	"medications": {"resourceType": "MedicationStatement", "subject": _me},
 	"lab_results": _observation("laboratory"),
-	"letters": _doc(_sct, "823751000000102"),
-	"maternity": _doc(_loinc, "26442-4"),
-	"care_plans": {"resourceType": "CarePlan"},
-	"procedures": {"resourceType": "Procedure", "code": _cc(_sct, "80146002")},
-	"progress_notes": _doc(_loinc, "11506-3"),
-	"referrals": {"resourceType": "ServiceRequest"},
+	"letters": {"resourceType": "DocumentReference", "subject": _me, "type": _cc(_sct, "823751000000102")},
+	"maternity": {"resourceType": "DocumentReference", "subject": _me, "type": _cc(_loinc, "26442-4")},
+	"care_plans": {"resourceType": "CarePlan", "subject": _me},
+	"procedures": {"resourceType": "Procedure", "subject": _me, "code": _cc(_sct, "80146002")},
+	"progress_notes": {"resourceType": "DocumentReference", "subject": _me, "type": _cc(_loinc, "11506-3")},
+	"referrals": {"resourceType": "ServiceRequest", "subject": _me},
 	"social_history": _observation("social-history"),
 	"vital_signs": _observation("vital-signs"),
-	"gp_records": {"resourceType": "Immunization", "meta": _gp_meta},
-	"additional_gp_reports": {"resourceType": "DocumentReference", "custodian": {"reference": "Organization/gp1"}},
-	"clinical_document_reports": _doc(_sct, "371525003"),
-	"community_information": {"resourceType": "EpisodeOfCare", "type": [_cc(_sct, "413294000")]},
-	"clinical_correspondence": _doc(_loinc, "11488-4"),
-	"endoscopy": {"resourceType": "Procedure", "code": _cc(_sct, "73761001")},
-	"mental_health": {"resourceType": "Condition", "code": _cc(_sct, "35489007")},
+	"gp_records": {"resourceType": "Immunization", "patient": _me, "meta": {"source": "https://gp.lcr.example/Y99001"}},
+	"additional_gp_reports": {
+		"resourceType": "DocumentReference", "subject": _me,
+		"custodian": {"reference": "Organization/gp1"},
+	},
+	"clinical_document_reports": {"resourceType": "DocumentReference", "subject": _me, "type": _cc(_sct, "371525003")},
+	"community_information": {"resourceType": "EpisodeOfCare", "patient": _me, "type": [_cc(_sct, "413294000")]},
+	"clinical_correspondence": {"resourceType": "DocumentReference", "subject": _me, "type": _cc(_loinc, "11488-4")},
+	"endoscopy": {"resourceType": "Procedure", "subject": _me, "code": _cc(_sct, "73761001")},
+	"mental_health": _condition("35489007"),
 }
 
 _section_names := [section | some section, _ in _representatives]
 
-# The record: the GP practice, the resident, then one resource per section.
-_record := array.concat([_gp_practice, _patient], [_representatives[section] | some section in _section_names])
-
-_record_input(allowed) := {"allowed_sections": allowed, "patient_id": "res-1", "resources": _record}
+_record := array.concat([_gp, _patient], [_representatives[section] | some section in _section_names])
 
 # Representatives the level may see that were withheld, and ones shown that it may not see.
 _mismatches(result, allowed) := {section |
@@ -76,224 +123,276 @@ _mismatches(result, allowed) := {section |
 	result.keep[i + 2]
 }
 
-_kept(result) := count([kept | some kept in result.keep; kept])
-
-test_result_representatives_are_counted_under_their_section if {
-	result := redact.result with input as _record_input(config.access_levels.registered_manager)
-	result.sections == array.concat([null, "patient"], _section_names)
-	count(_section_names) == 26
-}
-
-test_result_no_access_level_sees_nothing if {
-	result := redact.result with input as _record_input(config.access_levels.no_access)
-	_mismatches(result, config.access_levels.no_access) == set()
-	_kept(result) == 0
-}
-
-test_result_admin_level_sees_admin_sections if {
-	result := redact.result with input as _record_input(config.access_levels.admin)
-	_mismatches(result, config.access_levels.admin) == set()
-	_kept(result) == 4 # 3 sections and the header
-}
-
-test_result_senior_carer_level_sees_senior_sections if {
-	result := redact.result with input as _record_input(config.access_levels.senior_carer)
-	_mismatches(result, config.access_levels.senior_carer) == set()
-	_kept(result) == 20
-}
-
-test_result_registered_manager_level_sees_all_sections if {
-	result := redact.result with input as _record_input(config.access_levels.registered_manager)
-	_mismatches(result, config.access_levels.registered_manager) == set()
-	result.keep == array.concat([false], [true | some _ in array.slice(_record, 1, 28)])
-}
-
-test_result_patient_header_kept_when_a_section_is_allowed if {
-	redact.result == {"sections": ["patient", "alerts"], "keep": [true, true]} with input as {
-		"allowed_sections": ["alerts"],
-		"patient_id": "res-1",
-		"resources": [_patient, {"resourceType": "Flag"}],
+test_matrix_every_level_sees_exactly_its_sections if {
+	every level, allowed in config.access_levels {
+		_mismatches(_run(level, _record), allowed) == set()
 	}
 }
 
-test_result_patient_header_withheld_when_nothing_is_allowed if {
-	redact.result == {"sections": ["patient", "alerts"], "keep": [false, false]} with input as {
-		"allowed_sections": [],
-		"patient_id": "res-1",
-		"resources": [_patient, {"resourceType": "Flag"}],
+test_matrix_sections_counted if {
+	result := _run("registered_manager", _record)
+	result.sections == array.concat(["supporting", "patient"], _section_names)
+}
+
+test_no_access_sees_nothing if {
+	result := _run("no_access", _record)
+	every kept in result.keep {
+		not kept
 	}
 }
 
-test_result_patient_header_only_for_the_matched_id if {
-	redact.result == {"sections": ["patient", null, null], "keep": [true, false, false]} with input as {
-		"allowed_sections": ["alerts"],
-		"patient_id": "res-1",
-		"resources": [_patient, {"resourceType": "Patient", "id": "res-2"}, {"resourceType": "Patient"}],
+test_gp_organization_shown_only_with_what_references_it if {
+	_run("registered_manager", _record).keep[0]
+	not _run("senior_carer", _record).keep[0]
+}
+
+# -- 1. nested content --------------------------------------------------------------------
+
+_encounter_containing(contained, ref_path) := object.union(
+	{"resourceType": "Encounter", "id": "e1", "subject": _me, "contained": [contained]},
+	ref_path,
+)
+
+test_contained_condition_removed_and_its_reference_masked if {
+	schizophrenia := {"resourceType": "Condition", "id": "c1", "code": _cc(_sct, "58214004")}
+	diagnosis := [{"condition": {"reference": "#c1", "display": "Schizophrenia"}}]
+	encounter := _encounter_containing(schizophrenia, {"diagnosis": diagnosis})
+	result := _run("admin", [_patient, encounter])
+	result.keep == [true, true]
+	result.edits[1].mask == [["diagnosis", 0, "condition"]]
+	["contained", 0] in result.edits[1].remove
+	result.edits[1].parts == []
+	rm := _run("registered_manager", [_patient, encounter])
+	rm.edits[1] == {"remove": [], "mask": [], "parts": ["mental_health"]}
+}
+
+test_contained_psy_resource_in_a_flag_removed if {
+	observation := {"resourceType": "Observation", "id": "o1", "meta": _psy, "status": "final"}
+	extension := [{"url": "https://x.example/e", "valueReference": {"reference": "#o1"}}]
+	flag := object.union(_flag, {"contained": [observation], "extension": extension})
+	result := _run("admin", [_patient, flag])
+	result.keep == [true, true]
+	["contained", 0] in result.edits[1].remove
+}
+
+test_reason_code_and_display_make_the_container_mental_health if {
+	encounter := {"resourceType": "Encounter", "subject": _me, "reasonCode": [_cc(_sct, "58214004")]}
+	_run("admin", [_patient, encounter]).keep == [true, false]
+	_run("registered_manager", [_patient, encounter]).keep == [true, true]
+}
+
+test_free_text_removed_below_registered_manager if {
+	flag := object.union(_flag, {
+		"text": {"status": "generated", "div": "<div>schizophrenia</div>"},
+		"note": [{"text": "schizophrenia"}],
+		"author": {"reference": "Practitioner/p1", "display": "Dr Psych"},
+		"category": [{"text": "psychiatric"}],
+		"extension": [{"url": "https://x.example/unknown", "valueString": "schizophrenia"}],
+	})
+	remove := {path | some path in _run("admin", [_patient, flag]).edits[1].remove}
+	{["text"], ["note"], ["author", "display"], ["category", 0, "text"], ["extension", 0]} - remove == set()
+	_run("registered_manager", [_patient, flag]).edits[1].remove == []
+}
+
+test_free_text_kept_for_recognised_codes_names_and_dosage if {
+	code := {"coding": [{"system": _sct, "code": "129839007", "display": "At risk for falls"}], "text": "Falls"}
+	flag := object.union(_flag, {"code": code})
+	_run("admin", [_patient, flag]).edits[1].remove == [["code", "text"]] # the display of the code stays
+	request := {
+		"resourceType": "MedicationRequest", "subject": _me, "intent": "order",
+		"dosageInstruction": [{"text": "one tablet daily"}],
+	}
+	_run("senior_carer", [_patient, request]).edits[1].remove == []
+	patient := object.union(_patient, {"name": [{"text": "Margaret Thompson"}]})
+	_run("admin", [patient]).edits[0].remove == []
+}
+
+test_composition_section_text_and_entry_display_removed if {
+	composition := {
+		"resourceType": "Composition", "subject": _me, "type": _cc(_sct, "373942005"),
+		"section": [{
+			"text": {"status": "additional", "div": "<div>psychosis</div>"},
+			"entry": [{"reference": "Condition/c-58214004", "display": "Schizophrenia"}],
+		}],
+	}
+	result := _run("senior_carer", [_patient, composition, _condition("58214004")])
+	result.keep == [true, true, false]
+	{path | some path in result.edits[1].remove} == {["section", 0, "text"], ["section", 0, "entry", 0, "display"]}
+	result.edits[1].mask == [["section", 0, "entry", 0]]
+}
+
+test_reference_to_a_withheld_resource_masked if {
+	diagnosis := [{"condition": {"reference": "Condition/c-58214004"}}]
+	encounter := {"resourceType": "Encounter", "subject": _me, "diagnosis": diagnosis}
+	result := _run("senior_carer", [_patient, encounter, _condition("58214004")])
+	result.keep == [true, true, false]
+	result.edits[1].mask == [["diagnosis", 0, "condition"]]
+}
+
+test_unresolvable_reference_masked if {
+	flag := object.union(_flag, {"author": {"reference": "Practitioner/not-here"}})
+	_run("admin", [_patient, flag]).edits[1].mask == [["author"]]
+}
+
+test_unknown_modifier_extension_withholds_from_everyone if {
+	flag := object.union(_flag, {"modifierExtension": [{"url": "https://x.example/negation", "valueBoolean": true}]})
+	_run("registered_manager", [_patient, flag]).keep == [true, false]
+}
+
+# -- 2. every spelling of a sensitive signal ----------------------------------------------
+
+test_labels_in_other_spellings_withhold_from_admin if {
+	every label in [
+		{"system": "urn:oid:2.16.840.1.113883.5.4", "code": "PSY"},
+		{"system": "http://hl7.org/fhir/v3/ActCode", "code": "PSY"},
+		{"code": "PSY"},
+		{"system": _act_code, "code": "psy"},
+		{"system": _confidentiality, "code": "V"},
+	] {
+		flag := object.union(_flag, {"meta": {"security": [label]}})
+		_run("admin", [_patient, flag]).keep == [true, false]
 	}
 }
 
-test_result_patient_header_needs_a_patient_id if {
-	redact.result == {"sections": [null], "keep": [false]} with input as {
-		"allowed_sections": ["alerts"],
-		"resources": [_patient],
-	}
-	redact.result.keep == [false] with input as {"allowed_sections": ["alerts"], "patient_id": 1, "resources": [_patient]}
+test_confidentiality_v_withheld_even_from_registered_manager if {
+	flag := object.union(_flag, {"meta": {"security": [{"system": _confidentiality, "code": "V"}]}})
+	_run("registered_manager", [_patient, flag]).keep == [true, false]
 }
 
-test_result_header_id_on_another_resource_type_is_not_the_header if {
-	redact.result.sections == ["alerts"] with input as {
-		"allowed_sections": ["alerts"],
-		"patient_id": "res-1",
-		"resources": [{"resourceType": "Flag", "id": "res-1"}],
-	}
-}
-
-test_result_unclassified_withheld if {
-	redact.result == {"sections": [null, null, null, null, null], "keep": [false, false, false, false, false]}
-		with input as {
-			"allowed_sections": config.access_levels.registered_manager,
-			"patient_id": "res-1",
-			"resources": [
-				{"resourceType": "Organization", "id": "org1"},
-				{"resourceType": "Practitioner", "id": "pr1"},
-				{"resourceType": "Observation", "code": _cc(_loinc, "8867-4")},
-				_doc(_loinc, "34133-9"),
-				{"resourceType": "Immunization"},
-			],
-		}
-}
-
-test_result_social_services_encounter_hidden_from_admin if {
-	encounter := {"resourceType": "Encounter", "serviceType": _cc(_sct, "310134006")}
-	input_for := {"patient_id": "res-1", "resources": [encounter]}
-	redact.result == {"sections": ["social_care"], "keep": [false]}
-		with input as object.union(input_for, {"allowed_sections": config.access_levels.admin})
-	redact.result == {"sections": ["social_care"], "keep": [true]}
-		with input as object.union(input_for, {"allowed_sections": config.access_levels.senior_carer})
-}
-
-test_result_gp_condition_hidden_from_senior_carer if {
-	condition := {
-		"resourceType": "Condition",
-		"code": _cc(_sct, "44054006"),
-		"asserter": {"reference": "Organization/gp1"},
-	}
-	input_for := {"patient_id": "res-1", "resources": [condition, _gp_practice]}
-	redact.result == {"sections": ["gp_records", null], "keep": [false, false]}
-		with input as object.union(input_for, {"allowed_sections": config.access_levels.senior_carer})
-	redact.result == {"sections": ["gp_records", null], "keep": [true, false]}
-		with input as object.union(input_for, {"allowed_sections": config.access_levels.registered_manager})
-}
-
-test_result_condition_from_non_gp_organization_shown_to_senior_carer if {
-	trust := {"resourceType": "Organization", "id": "gp1", "type": [_cc(_sct, "22232009")]}
-	condition := {"resourceType": "Condition", "asserter": {"reference": "Organization/gp1"}}
-	redact.result == {"sections": ["diagnoses", null], "keep": [true, false]} with input as {
-		"allowed_sections": config.access_levels.senior_carer,
-		"resources": [condition, trust],
+test_psychiatry_in_other_places_withheld_from_admin if {
+	psychiatry := _cc("urn:oid:2.16.840.1.113883.6.96", "394587001")
+	every resource in [
+		{"resourceType": "Encounter", "subject": _me, "serviceType": psychiatry},
+		{"resourceType": "Encounter", "subject": _me, "type": [_cc("https://snomed.info/sct/", "394587001")]},
+		{"resourceType": "Appointment", "participant": [{"actor": _me}], "serviceType": [psychiatry]},
+	] {
+		_run("admin", [_patient, resource]).keep == [true, false]
 	}
 }
 
-test_result_psy_observation_hidden_from_senior_carer if {
-	observation := object.union(_observation("vital-signs"), {"meta": _psy})
-	input_for := {"patient_id": "res-1", "resources": [observation]}
-	redact.result == {"sections": ["mental_health"], "keep": [false]}
-		with input as object.union(input_for, {"allowed_sections": config.access_levels.senior_carer})
-	redact.result == {"sections": ["mental_health"], "keep": [true]}
-		with input as object.union(input_for, {"allowed_sections": config.access_levels.registered_manager})
+test_icd10_and_snomed_descendants_withheld_from_senior_carer if {
+	icd := {"resourceType": "Condition", "subject": _me, "code": _cc("http://hl7.org/fhir/sid/icd-10", "F20.9")}
+	_run("senior_carer", [_patient, icd, _condition("370143000")]).keep == [true, false, false]
 }
 
-test_result_depressive_disorder_condition_is_mental_health if {
-	redact.result == {"sections": ["mental_health"], "keep": [false]} with input as {
-		"allowed_sections": config.access_levels.senior_carer,
-		"resources": [{"resourceType": "Condition", "code": _cc(_sct, "35489007")}],
-	}
-}
+# -- 3. GP sources through every reference form --------------------------------------------
 
-test_result_meta_source_gp_prefix if {
-	gp := {"resourceType": "Condition", "meta": _gp_meta}
-	other := {"resourceType": "Condition", "meta": {"source": "https://trust.lcr.example/"}}
-	redact.result == {"sections": ["gp_records", "diagnoses"], "keep": [false, true]} with input as {
-		"allowed_sections": config.access_levels.senior_carer,
-		"resources": [gp, other],
-	}
-}
+_gp_condition(extra) := object.union(_condition("44054006"), extra)
 
-test_result_every_matched_section_must_be_allowed if {
-	redact.result == {"sections": ["endoscopy", "endoscopy"], "keep": [false, true]} with input as {
-		"allowed_sections": ["endoscopy"],
-		"resources": [
-			{"resourceType": "Procedure", "code": _cc(_sct, "73761001")},
-			{"resourceType": "DiagnosticReport", "code": _cc(_loinc, "27895-2")},
+test_gp_sourced_through_every_reference_form if {
+	role := {"resourceType": "PractitionerRole", "id": "pr1", "organization": {"reference": "Organization/gp1"}}
+	contained_gp := object.union(_gp, {"id": "gp"})
+	cases := [
+		[_gp_condition({"asserter": {"reference": "Organization/gp1"}}), [_gp]],
+		[_gp_condition({"asserter": {"reference": "https://lcr.example/fhir/Organization/gp1"}}), [_gp]],
+		[_gp_condition({"asserter": {"reference": "Organization/gp1/_history/2"}}), [_gp]],
+		[_gp_condition({"asserter": {"reference": "urn:uuid:1b2c"}}), [_gp]],
+		[_gp_condition({"asserter": {"identifier": {"system": _ods, "value": "Y99001"}}}), [_gp]],
+		[_gp_condition({"asserter": {"reference": "PractitionerRole/pr1"}}), [_gp, role]],
+		[_gp_condition({"asserter": {"reference": "#gp"}, "contained": [contained_gp]}), []],
+		[_gp_condition({"asserter": {"reference": "Organization/unknown"}}), []],
+		[_gp_condition({"meta": {"source": "HTTPS://GP.LCR.EXAMPLE/Y99001"}}), []],
+		[
+			{"resourceType": "MedicationStatement", "subject": _me, "informationSource": {"reference": "Organization/gp1"}},
+			[_gp],
 		],
-	}
-}
-
-test_result_keeps_order_and_length if {
-	resources := [
-		{"resourceType": "Appointment"}, {"resourceType": "Location"}, {"resourceType": "Flag"},
-		_patient, {"resourceType": "Encounter"},
+		[{"resourceType": "Encounter", "subject": _me, "serviceProvider": {"reference": "Organization/gp1"}}, [_gp]],
 	]
-	redact.result == {
-		"sections": ["appointments", null, "alerts", "patient", "visits_encounters"],
-		"keep": [true, false, true, true, true],
-	}
-		with input as {"allowed_sections": config.access_levels.admin, "patient_id": "res-1", "resources": resources}
-}
-
-test_result_empty_or_malformed_input if {
-	redact.result == {"sections": [], "keep": []} with input as {}
-	redact.result == {"sections": [], "keep": []} with input as {"resources": {"resourceType": "Flag"}}
-	redact.result == {"sections": ["alerts"], "keep": [false]} with input as {"resources": [{"resourceType": "Flag"}]}
-	redact.result.keep == [false] with input as {"allowed_sections": [["alerts"]], "resources": [{"resourceType": "Flag"}]}
-}
-
-test_result_no_input if {
-	redact.result == {"sections": [], "keep": []}
-}
-
-# One entry per resource, in order, at the size of a large record. (Repeated resources:
-# OPA memoizes the per-resource calls, so this checks alignment, not speed.)
-test_result_5000_resources_stay_aligned if {
-	resources := [resource |
-		some i in numbers.range(0, 4999)
-		resource := _record[i % 28]
-	]
-	result := redact.result with input as {
-		"allowed_sections": config.access_levels.senior_carer,
-		"patient_id": "res-1",
-		"resources": resources,
-	}
-	count(result.sections) == 5000
-	count(result.keep) == 5000
-	array.slice(result.sections, 4984, 5000) == array.slice(result.sections, 0, 16)
-	result.sections[28] == null
-	result.sections[29] == "patient"
-	result.keep[29]
-}
-
-test_result_requested_section_shows_resource_whose_other_sections_are_permitted if {
-	condition := {"resourceType": "Condition", "asserter": {"reference": "Organization/gp1"}}
-	redact.result == {"sections": ["gp_records", null], "keep": [true, false]} with input as {
-		"allowed_sections": ["gp_records"],
-		"permitted_sections": config.access_levels.registered_manager,
-		"resources": [condition, _gp_practice],
+	every case in cases {
+		resources := array.concat([_patient, case[0]], case[1])
+		urls := array.concat([null, null, "urn:uuid:1b2c"], [null | some _ in array.slice(case[1], 1, 9)])
+		not _with_urls("senior_carer", resources, urls).keep[1]
+		_with_urls("registered_manager", resources, urls).keep[1]
 	}
 }
 
-test_result_requested_section_never_shows_an_unpermitted_section if {
+test_non_gp_source_shown_to_senior_carer if {
+	condition := _gp_condition({"asserter": {"reference": "Organization/trust1"}})
+	_run("senior_carer", [_patient, condition, _trust]).keep == [true, true, true]
+}
+
+# -- 4. only this resident ------------------------------------------------------------------
+
+test_other_persons_data_withheld_from_everyone if {
+	other := {"resourceType": "Patient", "id": "res-2"}
+	every resource in [
+		object.union(_flag, {"subject": {"reference": "Patient/res-2"}}),
+		object.union(_flag, {"subject": {"reference": "https://elsewhere.example/fhir/Patient/res-1"}}),
+		object.union(_flag, {"subject": {"reference": "urn:uuid:other"}}),
+		object.union(_flag, {"subject": {"identifier": {"system": _nhs, "value": "9990000026"}}}),
+		object.union(_flag, {"subject": object.union(_me, {"identifier": {"system": _nhs, "value": "9990000026"}})}),
+		object.union(_flag, {"subject": {"reference": "Group/g1"}}),
+		object.union(_flag, {"subject": _me, "extension": [{"url": "https://x.example/e", "valueReference": _other}]}),
+		{"resourceType": "Flag", "code": _cc(_sct, "129839007")},
+	] {
+		result := _with_urls("registered_manager", [_patient, other, resource], [null, "urn:uuid:other", null])
+		result.keep == [true, false, false]
+	}
+}
+
+test_resident_named_in_every_form if {
+	every subject in [
+		{"reference": "Patient/res-1"},
+		{"reference": "https://lcr.example/fhir/Patient/res-1"},
+		{"reference": "HTTPS://LCR.EXAMPLE/fhir/Patient/res-1/_history/1"},
+		{"reference": "urn:uuid:me"},
+		{"identifier": {"system": _nhs, "value": "9990000018"}},
+	] {
+		flag := object.union(_flag, {"subject": subject})
+		_with_urls("admin", [_patient, flag], ["urn:uuid:me", null]).keep == [true, true]
+	}
+}
+
+test_header_patient_classified_like_any_resource if {
+	labelled := object.union(_patient, {"meta": _psy})
+	_run("admin", [labelled, _flag]).keep == [false, true]
+	_run("registered_manager", [labelled, _flag]).keep == [true, true]
+	holding := object.union(_patient, {"contained": [_condition("58214004")]})
+	result := _run("admin", [holding])
+	result.keep == [true]
+	result.edits[0].remove == [["contained", 0]]
+}
+
+test_header_link_to_another_patient_masked if {
+	linked := object.union(_patient, {"link": [{"other": {"reference": "Patient/res-2"}, "type": "seealso"}]})
+	result := _run("registered_manager", [linked, {"resourceType": "Patient", "id": "res-2"}])
+	result.keep == [true, false]
+	result.edits[0].mask == [["link", 0, "other"]]
+}
+
+test_header_needs_an_allowed_section_and_the_matched_id if {
+	_run("no_access", [_patient]).keep == [false]
+	redact.result.keep == [false] with input as {"allowed_sections": ["alerts"], "resources": [_patient]}
+}
+
+# -- robustness ---------------------------------------------------------------------------
+
+test_empty_or_malformed_input if {
+	redact.result == {"sections": [], "keep": [], "edits": []} with input as {}
+	redact.result == {"sections": [], "keep": [], "edits": []} with input as {"resources": {"resourceType": "Flag"}}
+	redact.result == {"sections": [], "keep": [], "edits": []} with input as {"resources": [_flag, "not a resource"]}
+	redact.result.keep == [false] with input as {"allowed_sections": [["alerts"]], "resources": [_flag]}
+}
+
+test_unclassified_withheld if {
+	observation := {"resourceType": "Observation", "subject": _me}
+	result := _run("registered_manager", [_patient, observation, {"resourceType": "Basic"}])
+	result.keep == [true, false, false]
+	result.sections == ["patient", null, null]
+}
+
+test_requested_sections_never_show_an_unpermitted_one if {
 	observation := object.union(_observation("vital-signs"), {"meta": _psy})
-	redact.result == {"sections": ["mental_health", "vital_signs"], "keep": [false, true]} with input as {
-		"allowed_sections": ["vital_signs"],
-		"permitted_sections": config.access_levels.senior_carer,
-		"resources": [observation, _observation("vital-signs")],
-	}
+	question := _input("senior_carer", [_patient, observation, _observation("vital-signs")])
+	result := redact.result with input as object.union(question, {"allowed_sections": ["vital_signs"]})
+	result.keep == [true, false, true]
 }
 
-test_result_resource_outside_requested_sections_withheld if {
-	redact.result == {"sections": ["alerts", "vital_signs"], "keep": [true, false]} with input as {
-		"allowed_sections": ["alerts"],
-		"permitted_sections": config.access_levels.senior_carer,
-		"resources": [{"resourceType": "Flag"}, _observation("vital-signs")],
+test_1000_resources_stay_aligned if {
+	resources := array.concat([_patient], [_flag | some _ in numbers.range(1, 999)])
+	result := _run("admin", resources)
+	count(result.keep) == 1000
+	every kept in result.keep {
+		kept
 	}
 }
