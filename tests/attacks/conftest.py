@@ -1,0 +1,62 @@
+"""One served world for the attack cases: every case's resident in one data dir, one demo
+upstream, one sidecar app asking the session's real OPA (the built, signed bundle)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from sidecar import create_app
+
+from .. import processes
+from . import cases, world
+
+
+@dataclass
+class Served:
+    world: world.World
+    app: Any
+    client: Any
+
+    def ask(self, bearer: str, case: world.Case) -> tuple[world.Resident, Any]:
+        resident = self.world.residents[case.id]
+        response = self.client.post("/v1/record", json=resident.request(), headers={"Authorization": f"Bearer {bearer}"})
+        return resident, response
+
+
+@pytest.fixture(scope="session")
+def attack_world(tmp_path_factory: pytest.TempPathFactory, opa: processes.Process, jwks_file: Path) -> Iterator[Served]:
+    built = world.World()
+    for case in cases.ALL:
+        built.add(case)
+    data_dir = tmp_path_factory.mktemp("attack-residents")
+    built.write(data_dir)
+    logs = tmp_path_factory.mktemp("attack-logs")
+    upstream = processes.start_upstream(logs, data_dir)
+    app = create_app(test_config={
+        "TESTING": True,
+        "OPA_URL": opa.url,
+        "UPSTREAM_URL": upstream.url + "/fhir",
+        "AUDIT_DB": str(logs / "audit.db"),
+        "TOKEN_JWKS_FILE": str(jwks_file),
+    })
+    try:
+        yield Served(built, app, app.test_client())
+    finally:
+        app.extensions["lcr"].close()
+        upstream.stop()
+
+
+def assert_not_shown(served: Served, bearer: str, case: world.Case, level: str) -> None:
+    """200 with the resident's control Flag, and the case's needle nowhere in the raw body."""
+    resident, response = served.ask(bearer, case)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200, f"{case.id} at {level}: status {response.status_code}: {text[:300]}"
+    assert resident.control_id in text, f"{case.id} at {level}: the control Flag is missing"
+    needle = cases.NEEDLES.get(case.id, lambda r: r.canary)(resident)
+    if needle in text:
+        where = ", ".join(world.paths_of(response.get_json(), needle)) or "raw body"
+        pytest.fail(f"LEAK {case.id} at {level}: {needle} at {where}\n  ({case.why})")
