@@ -58,7 +58,7 @@ test_mental_health_value_set_holds_the_seed_codes if {
 	every code in ["74732009", "35489007", "58214004", "197480006", "13746004", "370143000"] {
 		code in classification.signals.mental_health.sct
 	}
-	classification.signal_prefixes.mental_health.icd10 == ["F"]
+	"F" in classification.signal_prefixes.mental_health.icd10
 }
 
 test_every_intent_has_a_section if {

@@ -42,11 +42,18 @@ _exact_aliases := {spelling: alias |
 
 # METADATA
 # title: Recognised coding
-# description: A coding with a code in a code system the policy knows.
+# description: |
+#   A coding with a code in a code system the policy knows, shaped like that system's
+#   codes where data.lcr.classification.code_patterns says how.
 recognised(coding) if {
 	is_string(coding.code)
-	alias(coding)
+	system_alias := alias(coding)
+	_shaped(system_alias, trim_space(coding.code))
 }
+
+_shaped(system_alias, code) if regex.match(classification.code_patterns[system_alias], code)
+
+_shaped(system_alias, _) if not classification.code_patterns[system_alias]
 
 # METADATA
 # title: Sections of a resource
@@ -85,7 +92,7 @@ _unrecognised_code(resource) if {
 
 _has_recognised(value, systems) if {
 	some coding in _codings(value)
-	is_string(coding.code)
+	recognised(coding)
 	alias(coding) in systems
 }
 
@@ -96,18 +103,26 @@ _has_recognised(value, systems) if {
 #   signal_prefixes): a mental-disorder code in reasonCode, an extension, a nested
 #   element counts like one in Condition.code.
 signals(nodes) := {section |
-	some [_, node] in nodes
-	is_object(node)
-	is_string(node.code)
-	some section in _signal_sections(node)
+	some pair in nodes
+	code := pair[1].code
+	is_string(code)
+	some section, _ in _indexes.signals[alias(pair[1])][trim_space(code)]
+} | {section |
+	some pair in nodes
+	is_string(pair[1].code)
+	system_alias := alias(pair[1])
+	_prefix_aliases[system_alias]
+	some section in _prefix_sections(system_alias, replace(upper(trim_space(pair[1].code)), ".", ""))
 }
 
-_signal_sections(coding) := {section |
-	system_alias := alias(coding)
-	some section, _ in _indexes.signals[system_alias][trim_space(coding.code)]
-} | {section |
-	system_alias := alias(coding)
-	code := replace(upper(trim_space(coding.code)), ".", "")
+# Aliases that have code prefixes (ICD-10): only their codings are compared by prefix.
+# regal ignore:prefer-set-or-object-rule
+_prefix_aliases := {system_alias: true |
+	some by_alias in classification.signal_prefixes
+	some system_alias, _ in by_alias
+}
+
+_prefix_sections(system_alias, code) := {section |
 	some section, by_alias in classification.signal_prefixes
 	some prefix in by_alias[system_alias]
 	startswith(code, prefix)
@@ -144,8 +159,21 @@ unreadable(_, nodes) if {
 	some [_, node] in nodes
 	is_object(node)
 	some extension in node.modifierExtension
-	not extension.url in classification.known_extensions
+	not extension.url in classification.known_modifier_extensions
 }
+
+# Shapes R4 does not allow, where a label or a part could hide: read as unreadable.
+unreadable(resource, _) if not is_object(object.get(resource, "meta", {}))
+
+unreadable(resource, _) if not is_array(object.get(resource, ["meta", "security"], []))
+
+unreadable(resource, _) if not is_array(object.get(resource, "securityLabel", []))
+
+unreadable(resource, _) if not is_array(object.get(resource, "modifierExtension", []))
+
+# A part is read without its contained resources; one that still holds some is a
+# contained resource holding others, which R4 forbids.
+unreadable(resource, _) if "contained" in object.keys(resource)
 
 _label_matches(label) := {section |
 	code := upper(trim_space(label.code))

@@ -94,6 +94,15 @@ _contained_objects(i, k) := [[array.slice(path, 2, count(path)), node] |
 
 _own(resource) := object.remove(resource, ["contained"])
 
+# contained, when present, is a list of resources (else its parts could not be read).
+_contained_shaped(resource) if {
+	contained := object.get(resource, "contained", [])
+	is_array(contained)
+	every part in contained {
+		is_object(part)
+	}
+}
+
 # References in the resource itself, as [path, Reference] pairs.
 # regal ignore:prefer-set-or-object-rule
 _own_references := [_references(objects) | some objects in _own_objects]
@@ -127,6 +136,8 @@ else := false
 # of which at least one is allowed and all are permitted.
 _part_shown(resource, objects, references, sections, i) if {
 	not _supporting(resource)
+	resource.resourceType != "Patient" # only the resident's own, as the header
+
 	not classify.unreadable(resource, objects)
 	_only_this_resident(references, i)
 	count(sections & _allowed) > 0
@@ -144,6 +155,7 @@ _taint_free(resource, objects) if {
 _clinical_kept contains i if {
 	some i, resource in _resources
 	not i in _headers
+	_contained_shaped(resource)
 	own := _own(resource)
 	_in_compartment(own, i)
 	_part_shown(own, _own_objects[i], _own_references[i], _own_sections[i], i)
@@ -152,6 +164,7 @@ _clinical_kept contains i if {
 _header_kept contains i if {
 	count(_allowed) > 0
 	some i in _headers
+	_contained_shaped(_resources[i])
 	_taint_free(_own(_resources[i]), _own_objects[i])
 }
 
@@ -171,6 +184,7 @@ _support_kept_2 contains j if {
 _support_ok(j) if {
 	resource := _resources[j]
 	_supporting(resource)
+	_contained_shaped(resource)
 	_taint_free(_own(resource), _own_objects[j])
 	_only_this_resident(_own_references[j], j)
 }
@@ -219,6 +233,7 @@ _removed_pairs := {[i, k] |
 _removed_contained(i) := {pair[1] | some pair in _removed_pairs; pair[0] == i}
 
 _contained_shown(contained, objects, i) if {
+	_in_compartment(contained, i)
 	_part_shown(contained, objects, _references(objects), _part_sections(contained, objects, i), i)
 }
 
@@ -276,27 +291,53 @@ _free_text_paths(i) := [path |
 }
 
 _free_text_in(parent, node) := array.flatten([
-	_narrative(parent, node), _elements(parent, node), _text(parent, node),
-	_display(parent, node), _unknown_extensions(parent, node),
-])
-
-# Narrative (text.div, Composition.section.text).
-_narrative(parent, node) := [parent | count(parent) > 0; is_string(node.div)]
-
-# Annotations and other free-text elements.
-_elements(parent, node) := [array.concat(parent, [key]) | some key in classification.free_text.elements; node[key]]
-
-# The text of a CodeableConcept (even beside a recognised coding, it can say anything),
-# and other text elements.
-_text(parent, node) := [array.concat(parent, ["text"]) |
-	is_string(node.text)
+	_narrative(parent, node), _unstructured(parent, node),
+	_unrecognised_coding(parent, node), _unknown_extensions(parent, node),
+]) if {
 	not _kept_under(parent)
+} else := []
+
+# Narrative (text.div, Composition.section.text), whatever shape its div has.
+_narrative(parent, node) := [parent | count(parent) > 0; "div" in object.keys(node)]
+
+# Strings (and lists of strings) in elements not known to be structured: description,
+# title, text, note, valueString, Reference.display, an attachment's data, ...
+_unstructured(parent, node) := [array.concat(parent, [key]) |
+	some key, value in node
+	_text_value(value)
+	not _structured(key, node)
 ]
 
-# Reference.display, and the display of a coding the policy cannot read.
-_display(parent, node) := [array.concat(parent, ["display"]) |
-	is_string(node.display)
-	not _kept_under(parent)
+_text_value(value) if is_string(value)
+
+_text_value(value) if {
+	is_array(value)
+	count(value) > 0
+	every item in value {
+		is_string(item)
+	}
+}
+
+_structured(key, _) if key in _structured_elements
+
+_structured(key, _) if {
+	some suffix in ["Date", "DateTime", "Instant"]
+	endswith(key, suffix)
+}
+
+# The display of a recognised coding is the code's own term.
+_structured("display", node) if classify.recognised(node)
+
+# regal ignore:prefer-set-or-object-rule
+_structured_elements := {key | some key in classification.free_text.structured}
+
+# A coding the policy cannot read (unknown system, or a code not shaped like its
+# system's codes): its code is as opaque as free text. A Quantity (it has a value) is not
+# a coding.
+_unrecognised_coding(parent, node) := [parent |
+	count(parent) > 0
+	is_string(node.code)
+	not "value" in object.keys(node)
 	not classify.recognised(node)
 ]
 
