@@ -281,10 +281,11 @@ _target_kept(["contained", id], i) if {
 
 _free_text_paths(_) := [] if _free_text_shown
 
-# Read from the objects that hold free text: one direct key lookup per object and rule.
+# Read from the objects that hold free text: set operations on each object's keys.
 _free_text_paths(i) := [path |
 	some [parent, node] in _objects[i]
 	not _in_removed(parent, i)
+	not _kept_under(parent)
 	some path in _free_text_in(parent, node)
 ] if {
 	not _free_text_shown
@@ -293,19 +294,18 @@ _free_text_paths(i) := [path |
 _free_text_in(parent, node) := array.flatten([
 	_narrative(parent, node), _unstructured(parent, node),
 	_unrecognised_coding(parent, node), _unknown_extensions(parent, node),
-]) if {
-	not _kept_under(parent)
-} else := []
+])
 
 # Narrative (text.div, Composition.section.text), whatever shape its div has.
-_narrative(parent, node) := [parent | count(parent) > 0; "div" in object.keys(node)]
+_narrative(parent, node) := [parent | count(parent) > 0; object.get(node, "div", null) != null]
 
 # Strings (and lists of strings) in elements not known to be structured: description,
 # title, text, note, valueString, Reference.display, an attachment's data, ...
 _unstructured(parent, node) := [array.concat(parent, [key]) |
-	some key, value in node
-	_text_value(value)
-	not _structured(key, node)
+	some key in (object.keys(node) - _structured_elements)
+	_text_value(node[key])
+	not _dated(key)
+	not _recognised_display(key, node)
 ]
 
 _text_value(value) if is_string(value)
@@ -318,15 +318,14 @@ _text_value(value) if {
 	}
 }
 
-_structured(key, _) if key in _structured_elements
+_dated(key) if endswith(key, "Date")
 
-_structured(key, _) if {
-	some suffix in ["Date", "DateTime", "Instant"]
-	endswith(key, suffix)
-}
+_dated(key) if endswith(key, "DateTime")
+
+_dated(key) if endswith(key, "Instant")
 
 # The display of a recognised coding is the code's own term.
-_structured("display", node) if classify.recognised(node)
+_recognised_display("display", node) if classify.recognised(node)
 
 # regal ignore:prefer-set-or-object-rule
 _structured_elements := {key | some key in classification.free_text.structured}
@@ -337,7 +336,7 @@ _structured_elements := {key | some key in classification.free_text.structured}
 _unrecognised_coding(parent, node) := [parent |
 	count(parent) > 0
 	is_string(node.code)
-	not "value" in object.keys(node)
+	object.get(node, "value", null) == null
 	not classify.recognised(node)
 ]
 
@@ -349,5 +348,8 @@ _unknown_extensions(parent, node) := [array.concat(parent, ["extension", k]) |
 
 _kept_under(path) if {
 	some key in path
-	key in classification.free_text.kept_under
+	_kept_under_elements[key]
 }
+
+# regal ignore:prefer-set-or-object-rule
+_kept_under_elements := {key: true | some key in classification.free_text.kept_under}

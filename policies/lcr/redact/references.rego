@@ -76,9 +76,20 @@ _string_targets(ref, i) := {["contained", id] |
 	startswith(ref.reference, "#")
 }
 
-_string_targets(ref, _) := {["entry", j] | some j in _entry_targets(ref.reference)} if {
+_string_targets(ref, _) := object.get(_resolved, ref.reference, set()) if {
 	is_string(ref.reference)
 	not startswith(ref.reference, "#")
+}
+
+# Every distinct reference string of the record, resolved once.
+# regal ignore:prefer-set-or-object-rule
+_resolved := {reference: {["entry", j] | some j in _entry_targets(reference)} | some reference in _reference_strings}
+
+_reference_strings contains node.reference if {
+	some objects in _objects
+	some [_, node] in objects
+	is_string(node.reference)
+	not startswith(node.reference, "#")
 }
 
 _string_targets(ref, _) := set() if not _is_reference_string(ref)
