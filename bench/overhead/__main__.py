@@ -12,7 +12,8 @@ from wrk in its own process; the servers are real processes on 127.0.0.1 (world.
  2. max throughput: closed loop, each server at its best of 2, 4 or 8 connections, in turn;
  3. one connection: latency of each, the difference is what the sidecar adds;
  4. half load: both at a constant arrival rate of half the sidecar's maximum (load.lua);
- 5. OPA client and OPA evaluation cost (opa_cost.py), in this process;
+ 5. OPA client and OPA evaluation cost (opa_cost.py), in this process, and the redaction
+    policy's evaluation now against the policy at opa_cost.OLD_POLICY_COMMIT;
  6. record size: residents of 10, 100, 1,000 and 5,000 resources, one connection, with the
     sidecar workers' peak RSS after each;
  7. OPA down: time to 503 with OPA stopped (SIGSTOP: hung) and killed (refused).
@@ -34,12 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 from cryptography.hazmat.primitives import serialization
 
+from sidecar import fastjson
 from sidecar.devtoken import DEV_PRIVATE_KEY, mint
 
 from . import cpu, floor, opa_cost, report, wrk
@@ -65,9 +68,16 @@ DURATIONS = {
     "scale": (5, 2),
     "opa_down": (3, 1),
 }
-# The record-size phase runs its own sidecar with this OPA timeout, so that the time a big
-# record takes is measured instead of the default timeout's 503 (reported separately).
+# The record-size phase runs its own sidecar with these settings, so that the time a big
+# record takes is measured instead of the deployed limits' 503 or 502 (the deployed
+# configuration's answer is reported separately): OPA's timeouts, and enough pages for the
+# 5,000-resource record at the upstream's 20 entries a page (237 pages; deployed: 200).
 SCALING_OPA_TIMEOUT_SECONDS = 10
+SCALING_SETTINGS = {
+    "OPA_TIMEOUT_SECONDS": str(SCALING_OPA_TIMEOUT_SECONDS),
+    "OPA_REDACT_TIMEOUT_SECONDS": str(SCALING_OPA_TIMEOUT_SECONDS),
+    "UPSTREAM_MAX_PAGES": "1000",
+}
 _KEY: Any = None
 QUIET_BUDGET_S = 60.0  # most a run waits, in all, for other load on the machine to pass
 
@@ -177,7 +187,8 @@ def quiet(bench: Bench, phase: str) -> None:
         return
     t = time.monotonic()
     load = cpu.wait_quiet(max_wait_s=min(20.0, QUIET_BUDGET_S - waited))
-    bench.waits.append({"phase": phase, "foreign_cores_at_start": load, "waited_s": round(time.monotonic() - t, 1)})
+    bench.waits.append({"phase": phase, "foreign_cores_at_start": load, "waited_s": round(time.monotonic() - t, 1),
+                        "loadavg": loadavg()})
     if load > 0.15:
         log(f"{phase}: machine still busy ({load:.2f} cores of other load); measuring anyway")
 
@@ -246,6 +257,36 @@ def phase_overhead(bench: Bench, results: dict[str, Any]) -> None:
     }
 
 
+@dataclass
+class Fetched:
+    """A resident's whole record as the sidecar fetches it: every page of the search and of
+    `$everything`, numbers keeping their text."""
+
+    patient_id: str
+    resources: list[dict[str, Any]]
+    full_urls: list[str | None]
+    pages: int
+    upstream_bytes: int  # every page of $everything together
+
+
+def fetch_record(upstream: str, body: dict[str, str]) -> Fetched:
+    def pages(url: str, params: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], int, int]:
+        entries, n, size = [], 0, 0
+        while url:
+            r = requests.get(url, params=params, timeout=60)
+            r.raise_for_status()
+            page = fastjson.loads_fhir(r.content)
+            entries += page.get("entry") or []
+            n, size, params = n + 1, size + len(r.content), None
+            url = next((link["url"] for link in page.get("link") or [] if link.get("relation") == "next"), "")
+        return entries, n, size
+
+    found, _, _ = pages(upstream + "/Patient", {"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{body['nhs_number']}", "birthdate": body["dob"]})
+    patient_id = found[0]["resource"]["id"]
+    entries, n, size = pages(f"{upstream}/Patient/{patient_id}/$everything")
+    return Fetched(patient_id, [e["resource"] for e in entries], [e.get("fullUrl") for e in entries], n, size)
+
+
 def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
     world = bench.world
     opa_input = opa_cost.decision_input(TYPICAL["nhs_number"], TYPICAL["dob"], LEVEL)
@@ -257,14 +298,39 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
     decision = opa_cost.HttpClientOpa(world.opa_url, timeout=5.0).post(opa_cost.DECISION_PATH, opa_input)["result"]
     evals = {"decision": opa_cost.opa_metrics(world.opa_url, opa_cost.DECISION_PATH, opa_input, n)}
     upstream = world.upstream.url + "/fhir"  # type: ignore[union-attr]
+    questions: dict[str, dict[str, dict[str, Any]]] = {}
+    calls = {"redact_typical": n, "redact_1000": max(20, n // 10)}
     for name, body in (("redact_typical", TYPICAL), ("redact_1000", world.residents[1000].body())):
-        search = requests.get(upstream + "/Patient", params={"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{body['nhs_number']}", "birthdate": body["dob"]}, timeout=10).json()
-        patient_id = search["entry"][0]["resource"]["id"]
-        everything = requests.get(f"{upstream}/Patient/{patient_id}/$everything", timeout=30).json()
-        resources = [e["resource"] for e in everything["entry"]]
-        redact_in = opa_cost.redact_input(decision, patient_id, resources)
-        evals[name] = {"resources": len(resources), **opa_cost.opa_metrics(world.opa_url, opa_cost.REDACT_PATH, redact_in, n if name == "redact_typical" else max(20, n // 10))}
+        record = fetch_record(upstream, body)
+        redact_in = opa_cost.redact_input(
+            decision, {"id": record.patient_id, "nhs_number": body["nhs_number"]}, record.resources, record.full_urls, upstream
+        )
+        evals[name] = {"resources": len(record.resources), "pages": record.pages,
+                       **opa_cost.opa_metrics(world.opa_url, opa_cost.REDACT_PATH, redact_in, calls[name])}
+        questions[name] = {"current": redact_in, "old": opa_cost.old_redact_input(decision, record.patient_id, record.resources)}
     results["opa_eval"] = evals
+
+    log(f"OPA evaluation: the redaction policy now vs at {opa_cost.OLD_POLICY_COMMIT}")
+    folder = world.run_dir / "policy-cost"
+    opas = {}
+    try:
+        for policy, commit in (("current", None), ("old", opa_cost.OLD_POLICY_COMMIT)):
+            opas[policy] = opa_cost.start_policy_opa(f"opa-{policy}", opa_cost.policy_files(folder / policy, commit), world.run_dir)
+        quiet(bench, "redaction policy: current vs old")
+        comparison = opa_cost.compare_policies({p: o.url for p, o in opas.items()}, questions, calls)
+    except (subprocess.CalledProcessError, RuntimeError) as exc:  # e.g. a clone without that commit
+        log(f"policy comparison skipped: {exc}")
+        comparison = {"skipped": str(exc)}
+    finally:
+        for o in opas.values():
+            o.stop()
+    results["redact_policy_cost"] = {
+        "old_commit": opa_cost.OLD_POLICY_COMMIT,
+        "how": ("each policy in its own OPA (same binary, policy folder served as an unsigned bundle), the same "
+                "fetched record asked in each policy's own input shape, rounds interleaved; OPA's "
+                "timer_rego_query_eval_ns"),
+        **comparison,
+    }
 
 
 def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
@@ -272,7 +338,7 @@ def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
     rows = []
     upstream = world.upstream.url + "/fhir"  # type: ignore[union-attr]
     scaling = world.start_sidecar(
-        "sidecar-scaling", {**world.sidecar_env, "LCR_SIDECAR_OPA_TIMEOUT_SECONDS": str(SCALING_OPA_TIMEOUT_SECONDS)}
+        "sidecar-scaling", {**world.sidecar_env, **{f"LCR_SIDECAR_{k}": v for k, v in SCALING_SETTINGS.items()}}
     )
     try:
         baseline = scaling.memory_kib()
@@ -280,8 +346,7 @@ def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
         for size in SIZES:
             body = world.residents[size].body()
             log(f"record size {size}")
-            search = requests.get(upstream + "/Patient", params={"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{body['nhs_number']}", "birthdate": body["dob"]}, timeout=10).json()
-            everything = requests.get(f"{upstream}/Patient/{search['entry'][0]['resource']['id']}/$everything", timeout=60)
+            record = fetch_record(upstream, body)
             # The deployed configuration (OPA_TIMEOUT_SECONDS 0.5) on this record, once:
             t = time.perf_counter()
             default = requests.post(world.sidecar.url + "/v1/record", json=body, headers={"Authorization": f"Bearer {token()}"}, timeout=60)  # type: ignore[union-attr]
@@ -292,8 +357,9 @@ def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
             bare = _merge([bench.load("bare", body, seconds, 1)])
             rows.append({
                 "generated": size,
-                "resources_fetched": len(everything.json().get("entry", [])),
-                "upstream_bytes": len(everything.content),
+                "resources_fetched": len(record.resources),
+                "upstream_pages": record.pages,
+                "upstream_bytes": record.upstream_bytes,
                 "default_config": {"status": default.status_code, "ms": round(default_ms, 1),
                                    "code": None if default.status_code == 200 else default.json()["issue"][0]["details"]["coding"][0]["code"]},
                 "sidecar": {k: sidecar[k] for k in ("requests", "rps", "latency_ms", "statuses", "foreign_cores_max")},
@@ -310,6 +376,7 @@ def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
         scaling.process.stop()
     results["scaling"] = {
         "opa_timeout_seconds": SCALING_OPA_TIMEOUT_SECONDS,
+        "settings": SCALING_SETTINGS,
         "worker_rss_mib_at_start": round(baseline["rss_kib"] / 1024, 1),
         "rows": rows,
         "repeat_biggest": {
@@ -406,6 +473,11 @@ def code_version() -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_in_hot_path": dirty}
 
 
+def loadavg() -> list[float]:
+    """The machine's load average over 1, 5 and 15 minutes (2 cores: above 2 is queueing)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def log(message: str) -> None:
     print(f"[bench.overhead {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -433,6 +505,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(),
         "code": code_version(),
         "tools": {"wrk": wrk.wrk_version()},
+        "loadavg": {"start": loadavg()},
     }
     try:
         log(f"starting OPA, bundle server, demo upstream, sidecar and bare proxy in {run_dir}")
@@ -441,6 +514,9 @@ def main(argv: list[str] | None = None) -> None:
             "policy_revision": world.revision,
             "gunicorn": " ".join(world.gunicorn_args),
             "sidecar_env": sidecar_env,
+            "upstream": ("the demo upstream, 20 entries a page like HAPI FHIR JPA, each resident's $everything run once "
+                         "and later pages served from it (bench/overhead/paged_upstream.py); the bare proxy follows every "
+                         "page as the sidecar does and answers the whole record as one Bundle"),
             "request": {"resident": TYPICAL, "access_level": LEVEL, "endpoint": "POST /v1/record"},
             "answers": sanity(world),
             "opa": subprocess.run([world.opa.proc.args[0], "version"], capture_output=True, text=True).stdout.splitlines()[0],  # type: ignore[union-attr]
@@ -462,6 +538,7 @@ def main(argv: list[str] | None = None) -> None:
         world.stop()
         if not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
+    results["loadavg"]["end"] = loadavg()
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

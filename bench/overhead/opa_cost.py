@@ -11,24 +11,40 @@ same OPA, one kept-alive connection each, measured in turn, after a warm-up):
 OPA: `?metrics=true` on the same question, by http.client: OPA's `timer_rego_query_eval_ns`
 (evaluation) and `timer_server_handler_ns` (everything OPA does for the request) against
 the round trip this process sees — for the access decision, and for the redaction of a
-typical record (resident 9990000018) and of a 1,000-resource one.
+typical record (resident 9990000018) and of a 1,000-resource one, every page of each fetched
+as the sidecar fetches it and asked as the sidecar asks (docs/decision-contract.md).
+
+Policy cost (`compare_policies`): the same two records' redaction evaluated, in the same
+run and interleaved, by the current policy and by the policy as it was at
+OLD_POLICY_COMMIT (before it was rewritten to fail closed on contained resources,
+references in every form, free text and the Patient compartment), each asked its own
+input shape, each in its own OPA serving the policy folder: what the new checks cost.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import http.client
+import io
 import json
+import shutil
 import statistics
+import subprocess
+import tarfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import requests
 from opa_client.opa import OpaClient
 
+from sidecar import fastjson
 from sidecar.policy import PolicyClient
+from tests import processes
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DECISION_PATH = "/v1/data/lcr/access/decision"
 REDACT_PATH = "/v1/data/lcr/redact/result"
@@ -83,7 +99,9 @@ class HttpClientOpa:
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def post(self, path: str, input_data: dict[str, Any], query: str = "provenance=true") -> dict[str, Any]:
-        body = json.dumps({"input": input_data}, separators=(",", ":")).encode()
+        return self.post_raw(path, json.dumps({"input": input_data}, separators=(",", ":")).encode(), query)
+
+    def post_raw(self, path: str, body: bytes, query: str = "provenance=true") -> dict[str, Any]:
         self.conn.request("POST", f"{path}?{query}", body=body, headers={"Content-Type": "application/json"})
         response = self.conn.getresponse()
         data = response.read()
@@ -131,40 +149,139 @@ def clients(opa_url: str, opa_input: dict[str, Any], n: int = 1000) -> dict[str,
     return results
 
 
-def opa_metrics(opa_url: str, path: str, opa_input: dict[str, Any], n: int = 300) -> dict[str, Any]:
-    hc = HttpClientOpa(opa_url, timeout=30)
-    body_bytes = len(json.dumps({"input": opa_input}, separators=(",", ":")).encode())
-    evals, handlers, parses, rtts, response_bytes = [], [], [], [], 0
-    for i in range(n + 20):
+def _samples(hc: HttpClientOpa, path: str, body: bytes, n: int, warmup: int = 0) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"eval": [], "handler": [], "parse": [], "rtt": []}
+    for i in range(n + warmup):
         t = time.perf_counter()
-        answer = hc.post(path, opa_input, query="provenance=true&metrics=true")
+        answer = hc.post_raw(path, body, query="provenance=true&metrics=true")
         rtt = time.perf_counter() - t
-        if i < 20:
+        if i < warmup:
             continue
         m = answer["metrics"]
-        evals.append(m["timer_rego_query_eval_ns"] / 1e3)
-        handlers.append(m.get("timer_server_handler_ns", 0) / 1e3)
-        parses.append(m.get("timer_rego_input_parse_ns", 0) / 1e3)
-        rtts.append(rtt * 1e6)
-        response_bytes = len(json.dumps(answer["result"]))
+        out["eval"].append(m["timer_rego_query_eval_ns"] / 1e3)
+        out["handler"].append(m.get("timer_server_handler_ns", 0) / 1e3)
+        out["parse"].append(m.get("timer_rego_input_parse_ns", 0) / 1e3)
+        out["rtt"].append(rtt * 1e6)
+    return out
+
+
+def opa_metrics(opa_url: str, path: str, opa_input: dict[str, Any], n: int = 300) -> dict[str, Any]:
+    hc = HttpClientOpa(opa_url, timeout=30)
+    # Serialised once, as the sidecar serialises its questions (fastjson: a number read from
+    # the upstream goes back exactly as it came).
+    body = fastjson.dumps({"input": opa_input})
+    s = _samples(hc, path, body, n, warmup=20)
+    response_bytes = len(fastjson.dumps(hc.post_raw(path, body)["result"]))
     hc.close()
     med = statistics.median
     return {
-        "request_bytes": body_bytes,
+        "request_bytes": len(body),
         "result_bytes": response_bytes,
-        "opa_eval_us_p50": round(med(evals), 1),
-        "opa_input_parse_us_p50": round(med(parses), 1),
-        "opa_handler_us_p50": round(med(handlers), 1),
-        "round_trip_us_p50": round(med(rtts), 1),
-        "outside_eval_us_p50": round(med(rtts) - med(evals), 1),
+        "opa_eval_us_p50": round(med(s["eval"]), 1),
+        "opa_input_parse_us_p50": round(med(s["parse"]), 1),
+        "opa_handler_us_p50": round(med(s["handler"]), 1),
+        "round_trip_us_p50": round(med(s["rtt"]), 1),
+        "outside_eval_us_p50": round(med(s["rtt"]) - med(s["eval"]), 1),
         "calls": n,
     }
 
 
-def redact_input(decision: dict[str, Any], patient_id: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+def redact_input(
+    decision: dict[str, Any], patient: dict[str, str], resources: list[dict[str, Any]], full_urls: list[str | None], base_url: str
+) -> dict[str, Any]:
+    """The redaction question as the sidecar asks it (sidecar/policy.py, docs/decision-contract.md)."""
+    return {
+        "allowed_sections": decision["sections"],
+        "permitted_sections": decision["permitted"],
+        "patient": patient,
+        "base_url": base_url,
+        "resources": resources,
+        "full_urls": full_urls,
+    }
+
+
+# -- the redaction policy now against the policy before the fail-closed rewrite ------------
+
+OLD_POLICY_COMMIT = "0850e73"  # main before the redaction was rewritten to fail closed (issue 9)
+
+
+def old_redact_input(decision: dict[str, Any], patient_id: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """The redaction question as the sidecar asked it at OLD_POLICY_COMMIT."""
     return {
         "allowed_sections": decision["sections"],
         "permitted_sections": decision["permitted"],
         "patient_id": patient_id,
         "resources": resources,
     }
+
+
+def policy_files(dest: Path, commit: str | None) -> Path:
+    """What `bundles.build` ships (every file under policies/ but the tests), from `commit`
+    by `git archive`, or from the working tree (what the benchmark's bundle is built from)
+    when commit is None. Returns the policies folder inside dest."""
+    dest.mkdir(parents=True)
+    if commit is None:
+        shutil.copytree(ROOT / "policies", dest / "policies")
+    else:
+        archive = subprocess.run(["git", "archive", commit, "policies"], cwd=ROOT, capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data")
+    for test in (dest / "policies").rglob("*_test.rego"):
+        test.unlink()
+    return dest / "policies"
+
+
+def start_policy_opa(name: str, policies: Path, log_dir: Path) -> processes.Process:
+    """OPA serving a policy folder as a bundle (unsigned, no bundle server): the same binary
+    and evaluator as the benchmark's OPA."""
+    port = processes.free_port()
+    url = f"http://127.0.0.1:{port}"
+    return processes.start(
+        name, [processes.opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--bundle", str(policies),
+               "--log-level", "error"],
+        url, "/health", log_dir / f"{name}.log",
+    )
+
+
+def compare_policies(
+    urls: dict[str, str], questions: dict[str, dict[str, dict[str, Any]]], n: dict[str, int], rounds: int = 4
+) -> dict[str, Any]:
+    """OPA evaluation of the same record's redaction under two policies, in one run.
+
+    urls: {"current": OPA url, "old": OPA url}; questions: {record: {"current": input,
+    "old": input}}; n: calls per record and policy, split over `rounds` interleaved rounds so
+    that drift (other load, CPU frequency) hits both policies alike."""
+    out: dict[str, Any] = {}
+    clients = {policy: HttpClientOpa(url, timeout=30) for policy, url in urls.items()}
+    try:
+        for record, by_policy in questions.items():
+            bodies = {policy: fastjson.dumps({"input": q}) for policy, q in by_policy.items()}
+            results = {policy: clients[policy].post_raw(REDACT_PATH, body)["result"] for policy, body in bodies.items()}
+            samples: dict[str, dict[str, list[float]]] = {p: {"eval": [], "handler": [], "parse": [], "rtt": []} for p in bodies}
+            for policy, body in bodies.items():
+                _samples(clients[policy], REDACT_PATH, body, 0, warmup=max(5, n[record] // 20))
+            for _ in range(rounds):
+                for policy, body in bodies.items():
+                    for k, v in _samples(clients[policy], REDACT_PATH, body, max(1, n[record] // rounds)).items():
+                        samples[policy][k].extend(v)
+            med = statistics.median
+            row: dict[str, Any] = {"resources": len(by_policy["current"]["resources"])}
+            for policy, s in samples.items():
+                row[policy] = {
+                    "request_bytes": len(bodies[policy]),
+                    "kept": sum(1 for k in results[policy]["keep"] if k),
+                    "opa_eval_us_p50": round(med(s["eval"]), 1),
+                    "opa_eval_us_p90": round(sorted(s["eval"])[int(len(s["eval"]) * 0.9)], 1),
+                    "opa_input_parse_us_p50": round(med(s["parse"]), 1),
+                    "opa_handler_us_p50": round(med(s["handler"]), 1),
+                    "round_trip_us_p50": round(med(s["rtt"]), 1),
+                    "calls": len(s["eval"]),
+                }
+            row["eval_ratio_current_to_old"] = round(row["current"]["opa_eval_us_p50"] / row["old"]["opa_eval_us_p50"], 2)
+            row["eval_added_us"] = round(row["current"]["opa_eval_us_p50"] - row["old"]["opa_eval_us_p50"], 1)
+            row["eval_us_per_resource"] = {p: round(row[p]["opa_eval_us_p50"] / row["resources"], 1) for p in samples}
+            out[record] = row
+    finally:
+        for hc in clients.values():
+            hc.close()
+    return out

@@ -96,6 +96,15 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         rt = ev["redact_typical"]
         out.append(("OPA redaction (typical record): evaluation vs round trip, p50", "—",
                     f"{rt['opa_eval_us_p50']:.0f} µs vs {rt['round_trip_us_p50']:.0f} µs ({rt['resources']} resources, {rt['request_bytes'] // 1024} KiB sent)", None))
+    pc = r.get("redact_policy_cost")
+    if pc and "skipped" not in pc:
+        for record, label in (("redact_typical", "typical record"), ("redact_1000", "1,000-resource record")):
+            c = pc.get(record)
+            if c:
+                out.append((f"OPA redaction eval, {label}: current policy vs {pc['old_commit']}, p50", "—",
+                            f"{c['current']['opa_eval_us_p50']:.0f} vs {c['old']['opa_eval_us_p50']:.0f} µs = "
+                            f"{c['eval_ratio_current_to_old']:.2f}× (+{c['eval_added_us']:.0f} µs; {c['resources']} resources, "
+                            f"{c['eval_us_per_resource']['current']:.0f} vs {c['eval_us_per_resource']['old']:.0f} µs each)", None))
     return out
 
 
@@ -125,7 +134,11 @@ def render(r: dict[str, Any]) -> str:
         f"{r['machine']['cpu']}, Linux {r['machine']['kernel']}, Python {r['machine']['python']}), "
         f"commit {r['code']['commit']}"
         + (f" with uncommitted changes in {', '.join(r['code']['uncommitted_in_hot_path'])}" if r["code"]["uncommitted_in_hot_path"] else "")
-        + f"; {s['opa']}, {r['tools']['wrk']}; whole run {r['wall_seconds']:.0f} s.",
+        + f"; {s['opa']}, {r['tools']['wrk']}; whole run {r['wall_seconds']:.0f} s"
+        + (f"; load average (1, 5, 15 min) {r['loadavg']['start']} at the start, "
+           + "".join(f"{w['loadavg']} before {w['phase']}, " for w in r.get("cpu", {}).get("waits_for_quiet", []) if "loadavg" in w)
+           + f"{r['loadavg'].get('end')} at the end" if "loadavg" in r else "")
+        + ".",
         "",
         f"Both servers: `gunicorn {s['gunicorn']}`"
         + (f"; sidecar environment {s['sidecar_env']}" if s.get("sidecar_env") else "")
@@ -133,7 +146,8 @@ def render(r: dict[str, Any]) -> str:
         f"{s['request']['resident']['nhs_number']} as `{s['request']['access_level']}` — the sidecar returns "
         f"{s['answers']['sidecar']['resources']} resources ({s['answers']['sidecar']['response_bytes']} bytes), "
         f"the bare proxy the upstream's {s['answers']['bare']['resources']} ({s['answers']['bare']['response_bytes']} bytes). "
-        "Load: wrk in its own process, one token per request from 256 minted up front.",
+        + (f"Upstream: {s['upstream']}. " if s.get("upstream") else "")
+        + "Load: wrk in its own process, one token per request from 256 minted up front.",
         "",
         table(r),
         "## Details",
@@ -167,22 +181,49 @@ def render(r: dict[str, Any]) -> str:
         out.append("")
     if "opa_eval" in r:
         out += ["### OPA's own evaluation time (`?metrics=true`) against the round trip", "",
-                "| query | resources | bytes sent | eval µs p50 | input parse µs p50 | OPA handler µs p50 | round trip µs p50 |",
+                "| query | resources (upstream pages) | bytes sent | eval µs p50 | input parse µs p50 | OPA handler µs p50 | round trip µs p50 |",
                 "|---|---|---|---|---|---|---|"]
         for name, v in r["opa_eval"].items():
-            out.append(f"| {name} | {v.get('resources', '—')} | {v['request_bytes']} | {v['opa_eval_us_p50']:.0f} | "
+            pages = f" ({v['pages']})" if "pages" in v else ""
+            out.append(f"| {name} | {v.get('resources', '—')}{pages} | {v['request_bytes']} | {v['opa_eval_us_p50']:.0f} | "
                        f"{v['opa_input_parse_us_p50']:.0f} | {v['opa_handler_us_p50']:.0f} | {v['round_trip_us_p50']:.0f} |")
         out.append("")
+    pc = r.get("redact_policy_cost")
+    if pc:
+        out += [f"### What the fail-closed redaction costs OPA: the current policy against the policy at {pc['old_commit']}", ""]
+        if "skipped" in pc:
+            out += [f"Not measured: {pc['skipped']}", ""]
+        else:
+            out += [f"How: {pc['how']}. Same records as above; \"kept\" is how many resources each policy lets a "
+                    f"`{s['request']['access_level']}` see.", "",
+                    "| record | resources | policy | bytes sent | kept | eval µs p50 | eval µs p90 | µs per resource | input parse µs p50 | round trip µs p50 | calls |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|"]
+            for record in ("redact_typical", "redact_1000"):
+                c = pc.get(record)
+                if not c:
+                    continue
+                for policy in ("current", "old"):
+                    v = c[policy]
+                    out.append(f"| {record} | {c['resources']} | {policy if policy == 'current' else pc['old_commit']} | "
+                               f"{v['request_bytes']} | {v['kept']} | {v['opa_eval_us_p50']:.0f} | {v['opa_eval_us_p90']:.0f} | "
+                               f"{c['eval_us_per_resource'][policy]:.1f} | {v['opa_input_parse_us_p50']:.0f} | "
+                               f"{v['round_trip_us_p50']:.0f} | {v['calls']} |")
+            out += ["", "Evaluation, current ÷ old: " + "; ".join(
+                f"{record} {pc[record]['eval_ratio_current_to_old']:.2f}× (+{pc[record]['eval_added_us']:.0f} µs)"
+                for record in ("redact_typical", "redact_1000") if record in pc) + ".", ""]
     if "scaling" in r:
         out += ["### Record size (one connection)", "",
-                f"Latency from a sidecar started with OPA_TIMEOUT_SECONDS={r['scaling']['opa_timeout_seconds']} so that big "
-                "records are measured rather than cut off; the deployed default (0.5 s) was asked once per size "
+                "Latency from a sidecar started with "
+                + (", ".join(f"{k}={v}" for k, v in r["scaling"]["settings"].items()) if "settings" in r["scaling"]
+                   else f"OPA_TIMEOUT_SECONDS={r['scaling']['opa_timeout_seconds']}")
+                + " so that big records are measured rather than cut off; the deployed configuration was asked once per size "
                 f"(last column). Worker RSS at start: {r['scaling']['worker_rss_mib_at_start']} MiB.", "",
-                "| generated | fetched | upstream bytes | sidecar p50 / p99 ms | ms per resource | bare p50 ms | added p50 ms | sidecar statuses | worker peak RSS MiB | default config |",
+                "| generated | fetched (pages) | upstream bytes | sidecar p50 / p99 ms | ms per resource | bare p50 ms | added p50 ms | sidecar statuses | worker peak RSS MiB | default config |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
         for x in r["scaling"]["rows"]:
             dc = x["default_config"]
-            out.append(f"| {x['generated']} | {x['resources_fetched']} | {x['upstream_bytes']} | "
+            pages = f" ({x['upstream_pages']})" if "upstream_pages" in x else ""
+            out.append(f"| {x['generated']} | {x['resources_fetched']}{pages} | {x['upstream_bytes']} | "
                        f"{x['sidecar']['latency_ms']['p50']:.1f} / {x['sidecar']['latency_ms']['p99']:.1f} | "
                        f"{x['sidecar']['latency_ms']['p50'] / x['resources_fetched']:.3f} | "
                        f"{x['bare']['latency_ms']['p50']:.1f} | {x['added_p50_ms']:.1f} | {x['sidecar']['statuses']} | "

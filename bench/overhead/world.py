@@ -3,7 +3,7 @@
 Started the way `make run` and tests/processes.py start them: the signed policy bundle,
 its bundle server, OPA (the pinned binary, `make run`'s flags), the demo LCR upstream, then
 the sidecar and the bare proxy under the same gunicorn command line (workers, worker class,
-config). The upstream serves the demo residents plus generated ones of 10, 100, 1,000 and
+config). The upstream (paged_upstream.py: 20 entries a page, like HAPI) serves the demo residents plus generated ones of 10, 100, 1,000 and
 5,000 resources (demo_upstream.generate.random_record) for the record-size scaling.
 """
 
@@ -90,8 +90,20 @@ class World:
         self.bundle_server = processes.start_bundle_server(self.run_dir / "bundles" / "serve", self.run_dir)
         self.opa_port = processes.free_port()
         self.start_opa()
-        self.upstream = processes.start_upstream(self.run_dir, self._data_dir(sizes))
+        self.upstream = self.start_upstream(self._data_dir(sizes))
         return self
+
+    def start_upstream(self, data_dir: Path) -> processes.Process:
+        """The demo upstream as tests/processes.py starts it, its `$everything` run once per
+        resident rather than once per page (paged_upstream.py)."""
+        port = processes.free_port()
+        return processes.start(
+            "demo-upstream",
+            [str(processes.VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
+             "bench.overhead.paged_upstream:create_app()"],
+            f"http://127.0.0.1:{port}", "/fhir/metadata", self.run_dir / f"upstream-{port}.log",
+            env={"DEMO_UPSTREAM_DATA_DIR": str(data_dir)},
+        )
 
     def start(self, sizes: list[int], sidecar_env: dict[str, str] | None = None) -> "World":
         self.start_processes_only(sizes)
