@@ -12,6 +12,7 @@ import pytest
 from sidecar import create_app
 
 from .. import processes
+from ..redaction.metamorph import paths_of
 from . import cases, world
 
 
@@ -58,5 +59,5 @@ def assert_not_shown(served: Served, bearer: str, case: world.Case, level: str) 
     assert resident.control_id in text, f"{case.id} at {level}: the control Flag is missing"
     needle = cases.NEEDLES.get(case.id, lambda r: r.canary)(resident)
     if needle in text:
-        where = ", ".join(world.paths_of(response.get_json(), needle)) or "raw body"
+        where = ", ".join(paths_of(response.get_json(), needle)) or "raw body"
         pytest.fail(f"LEAK {case.id} at {level}: {needle} at {where}\n  ({case.why})")

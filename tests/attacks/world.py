@@ -162,20 +162,3 @@ class World:
     def write(self, data_dir: Path) -> None:
         for n, r in enumerate(self.residents.values()):
             (data_dir / f"{n:04d}-{r.short}.json").write_text(json.dumps(r.bundle()))
-
-
-def paths_of(node: Any, needle: str, path: str = "") -> list[str]:
-    """JSON paths of the strings (values or keys) in `node` that contain `needle`."""
-    found: list[str] = []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            here = f"{path}.{k}" if path else k
-            if needle in k:
-                found.append(here + " (key)")
-            found += paths_of(v, needle, here)
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            found += paths_of(v, needle, f"{path}[{i}]")
-    elif isinstance(node, str) and needle in node:
-        found.append(path)
-    return found
