@@ -57,6 +57,14 @@ class InvalidRequest(LcrError):
     )
 
 
+class BodyFramingInvalid(InvalidRequest):
+    # Same code as any other unreadable body: the care app's fix is the same (send it again).
+    message = (
+        "The request body could not be read: its framing (Content-Length or chunked transfer "
+        "coding) is not valid HTTP/1.1, or it stopped arriving. Send the request again."
+    )
+
+
 class NhsNumberMissing(InvalidRequest):
     code = "nhs-number-missing"
     message = "Both the NHS number and the date of birth are required; the NHS number is missing."
@@ -108,6 +116,20 @@ class PayloadTooLarge(InvalidRequest):
     code = "payload-too-large"
     issue_type = "too-long"
     message = "The request body is too large; send only the identifiers and sections."
+
+
+class UriTooLong(InvalidRequest):
+    status = 414
+    code = "uri-too-long"
+    issue_type = "too-long"
+    message = "The request URL is too long; identifiers go in the JSON body, never the URL."
+
+
+class HeadersTooLarge(InvalidRequest):
+    status = 431
+    code = "headers-too-large"
+    issue_type = "too-long"
+    message = "The request has too many header fields, or too large a one; send only the bearer token and content type."
 
 
 class AccessDenied(LcrError):

@@ -43,8 +43,10 @@ spacing (`": "` or a line break in its first KiB) skips the attempt.
 The exact path keeps orjson's strictness: NaN and Infinity are refused, the body must be
 UTF-8, lone surrogates are refused, and so is nesting deeper than 1024 — or, for a body
 orjson has not read first (a spaced one, or one it refused for a number out of range),
-deeper than orjson writes (254 levels, far beyond any FHIR resource). Every refusal is a
-ValueError.
+deeper than orjson writes (254 levels, far beyond any FHIR resource). A compact body that
+orjson reads (up to 1024 levels) but cannot write back (over 254) is refused the same way.
+Every refusal is a ValueError, RecursionError included, so an upstream body the sidecar
+cannot take is a 502, never a 500.
 """
 
 from __future__ import annotations
@@ -108,16 +110,27 @@ def loads_fhir(raw: bytes | str) -> Any:
     """
     if isinstance(raw, str):
         raw = raw.encode()
-    head = raw[:1024]
-    if b'": ' not in head and b"\n" not in head:
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return _loads_exact(raw, checked=False)
-        if orjson.dumps(value) == raw:
-            return value  # every number already in orjson's form: orjson's values are exact
-        return _loads_exact(raw, checked=True)
-    return _loads_exact(raw, checked=False)
+    try:
+        head = raw[:1024]
+        if b'": ' not in head and b"\n" not in head:
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return _loads_exact(raw, checked=False)
+            try:
+                again = orjson.dumps(value)
+            except orjson.JSONEncodeError as exc:
+                # orjson reads 1024 levels but writes 254: a body between the two is refused
+                # here, as the exact path refuses it (it was a TypeError, so a 500).
+                raise ValueError(f"not strict JSON: {exc}") from None
+            if again == raw:
+                return value  # every number already in orjson's form: orjson's values are exact
+            return _loads_exact(raw, checked=True)
+        return _loads_exact(raw, checked=False)
+    except RecursionError:
+        # However deep the caller's own stack already is (a request thread under gunicorn
+        # starts well below the top), too deep to read is a refusal, never a crash.
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _loads_exact(raw: bytes, checked: bool) -> Any:

@@ -252,7 +252,9 @@ def _read_capped(response: requests.Response, max_bytes: int) -> bytes:
 def _parse_bundle(body: bytes) -> dict[str, Any]:
     try:
         bundle = fastjson.loads_fhir(body)
-    except ValueError:
+    except (ValueError, RecursionError, MemoryError):
+        # loads_fhir refuses with ValueError; a body that still exhausts the stack or the
+        # memory while being read is as unusable: 502, never a 500.
         raise errors.UpstreamInvalid() from None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise errors.UpstreamInvalid()
