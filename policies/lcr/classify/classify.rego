@@ -103,16 +103,16 @@ _has_recognised(value, systems) if {
 #   signal_prefixes): a mental-disorder code in reasonCode, an extension, a nested
 #   element counts like one in Condition.code.
 signals(nodes) := {section |
-	some pair in nodes
-	code := pair[1].code
+	some node in nodes
+	code := node.code
 	is_string(code)
-	some section, _ in _indexes.signals[alias(pair[1])][trim_space(code)]
+	some section, _ in _indexes.signals[alias(node)][trim_space(code)]
 } | {section |
-	some pair in nodes
-	is_string(pair[1].code)
-	system_alias := alias(pair[1])
+	some node in nodes
+	is_string(node.code)
+	system_alias := alias(node)
 	_prefix_aliases[system_alias]
-	some section in _prefix_sections(system_alias, replace(upper(trim_space(pair[1].code)), ".", ""))
+	some section in _prefix_sections(system_alias, replace(upper(trim_space(node.code)), ".", ""))
 }
 
 # Aliases that have code prefixes (ICD-10): only their codings are compared by prefix.
@@ -156,8 +156,7 @@ unreadable(resource, _) if {
 }
 
 unreadable(_, nodes) if {
-	some [_, node] in nodes
-	is_object(node)
+	some node in nodes
 	some extension in node.modifierExtension
 	not extension.url in classification.known_modifier_extensions
 }

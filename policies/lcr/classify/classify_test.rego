@@ -33,8 +33,7 @@ _labelled(resource_type, system, code) := {
 	"meta": {"security": [{"system": system, "code": code}]},
 }
 
-# regal ignore:walk-no-path
-_nodes(resource) := [[path, node] | walk(resource, [path, node])]
+_nodes(resource) := [node | walk(resource, [_, node]); is_object(node)]
 
 _sections(resource) := classify.sections_of(resource, _nodes(resource), false)
 

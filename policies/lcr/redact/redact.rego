@@ -74,25 +74,26 @@ _free_text_shown if {
 
 # -- facts of every resource, each computed once per question -------------------------------
 
-# Each resource's walk, as [path, node] pairs for the objects in it (the only nodes any
-# rule reads: codings, references, narrative and free-text holders are all objects).
-# regal ignore:prefer-set-or-object-rule,walk-no-path
-_objects := [[[path, node] | walk(resource, [path, node]); is_object(node)] | some resource in _resources]
-
-# The objects of the resource itself, without its contained resources.
+# Each resource itself, without its contained resources.
 # regal ignore:prefer-set-or-object-rule
-_own_objects := [[pair | some pair in objects; not pair[0][0] == "contained"] | some objects in _objects]
-
-_under_contained(path) if path[0] == "contained"
-
-# The objects of contained resource k of resource i, with paths from its own root.
-_contained_objects(i, k) := [[array.slice(path, 2, count(path)), node] |
-	some [path, node] in _objects[i]
-	path[0] == "contained"
-	path[1] == k
-]
+_owns := [_own(resource) | some resource in _resources]
 
 _own(resource) := object.remove(resource, ["contained"])
+
+# The objects in each resource itself (the only nodes classification reads: codings,
+# references, labels and extensions are all objects). Walked without paths, which OPA
+# does not build then; paths are walked only for what leaves (_kept_objects).
+# regal ignore:prefer-set-or-object-rule
+_own_objects := [_objects_in(own) | some own in _owns]
+
+_objects_in(value) := [node | walk(value, [_, node]); is_object(node)]
+
+# The objects of contained resource k of resource i.
+_contained_objects(i, k) := _objects_in(_resources[i].contained[k])
+
+# [path, object] pairs of each resource that leaves, for its edits.
+# regal ignore:prefer-set-or-object-rule,walk-no-path
+_kept_objects := {i: [[path, node] | walk(_resources[i], [path, node]); is_object(node)] | some i in _kept}
 
 # contained, when present, is a list of resources (else its parts could not be read).
 _contained_shaped(resource) if {
@@ -103,21 +104,21 @@ _contained_shaped(resource) if {
 	}
 }
 
-# References in the resource itself, as [path, Reference] pairs.
+# References in the resource itself.
 # regal ignore:prefer-set-or-object-rule
-_own_references := [_references(objects) | some objects in _own_objects]
+_own_references := [_refs(objects) | some objects in _own_objects]
 
 # Sections of each resource itself (without its contained ones).
 # regal ignore:prefer-set-or-object-rule
-_own_sections := [_part_sections(_own(resource), _own_objects[i], i) | some i, resource in _resources]
+_own_sections := [_part_sections(own, _own_objects[i], i) | some i, own in _owns]
 
 # Entries each resource itself references.
 # regal ignore:prefer-set-or-object-rule
 _own_targets := [_entries_referenced(references, i) | some i, references in _own_references]
 
 _entries_referenced(references, i) := {target[1] |
-	some pair in references
-	some target in targets(pair[1], i)
+	some ref in references
+	some target in targets(ref, i)
 	target[0] == "entry"
 }
 
@@ -156,7 +157,7 @@ _clinical_kept contains i if {
 	some i, resource in _resources
 	not i in _headers
 	_contained_shaped(resource)
-	own := _own(resource)
+	own := _owns[i]
 	_in_compartment(own, i)
 	_part_shown(own, _own_objects[i], _own_references[i], _own_sections[i], i)
 }
@@ -165,7 +166,7 @@ _header_kept contains i if {
 	count(_allowed) > 0
 	some i in _headers
 	_contained_shaped(_resources[i])
-	_taint_free(_own(_resources[i]), _own_objects[i])
+	_taint_free(_owns[i], _own_objects[i])
 }
 
 # Supporting resources referenced by what leaves, and those they reference in turn.
@@ -185,7 +186,7 @@ _support_ok(j) if {
 	resource := _resources[j]
 	_supporting(resource)
 	_contained_shaped(resource)
-	_taint_free(_own(resource), _own_objects[j])
+	_taint_free(_owns[j], _own_objects[j])
 	_only_this_resident(_own_references[j], j)
 }
 
@@ -234,13 +235,13 @@ _removed_contained(i) := {pair[1] | some pair in _removed_pairs; pair[0] == i}
 
 _contained_shown(contained, objects, i) if {
 	_in_compartment(contained, i)
-	_part_shown(contained, objects, _references(objects), _part_sections(contained, objects, i), i)
+	_part_shown(contained, objects, _refs(objects), _part_sections(contained, objects, i), i)
 }
 
 _contained_shown(contained, objects, i) if {
 	_supporting(contained)
 	_taint_free(contained, objects)
-	_only_this_resident(_references(objects), i)
+	_only_this_resident(_refs(objects), i)
 }
 
 _contained_section(i, k) := "supporting" if _supporting(_resources[i].contained[k])
@@ -250,7 +251,7 @@ else := _primary(_part_sections(_resources[i].contained[k], _contained_objects(i
 # References whose target does not leave (withheld, removed or not in the record) are
 # masked, so a reference never reveals what was withheld.
 _mask_paths(i) := [path |
-	some [path, ref] in _references(_objects[i])
+	some [path, ref] in _references(_kept_objects[i])
 	not _in_removed(path, i)
 	not _reference_kept(ref, i)
 ]
@@ -283,7 +284,7 @@ _free_text_paths(_) := [] if _free_text_shown
 
 # Read from the objects that hold free text: set operations on each object's keys.
 _free_text_paths(i) := [path |
-	some [parent, node] in _objects[i]
+	some [parent, node] in _kept_objects[i]
 	not _in_removed(parent, i)
 	not _kept_under(parent)
 	some path in _free_text_in(parent, node)

@@ -54,6 +54,12 @@ _is_reference(node) if is_string(node.reference)
 
 _is_reference(node) if is_object(node.identifier)
 
+# References among objects: [path, Reference] pairs, or (_refs) the References alone.
+_refs(nodes) := array.concat(
+	[node | some node in nodes; is_string(node.reference)],
+	[node | some node in nodes; is_object(node.identifier); not node.reference],
+)
+
 _references(objects) := array.concat(
 	[[path, node] | some [path, node] in objects; is_string(node.reference)],
 	[[path, node] | some [path, node] in objects; is_object(node.identifier); not node.reference],
@@ -81,18 +87,18 @@ _string_targets(ref, _) := object.get(_resolved, ref.reference, set()) if {
 	not startswith(ref.reference, "#")
 }
 
+_string_targets(ref, _) := set() if not _is_reference_string(ref)
+
 # Every distinct reference string of the record, resolved once.
 # regal ignore:prefer-set-or-object-rule
 _resolved := {reference: {["entry", j] | some j in _entry_targets(reference)} | some reference in _reference_strings}
 
 _reference_strings contains node.reference if {
-	some objects in _objects
-	some [_, node] in objects
+	some resource in _resources
+	walk(resource, [_, node])
 	is_string(node.reference)
 	not startswith(node.reference, "#")
 }
-
-_string_targets(ref, _) := set() if not _is_reference_string(ref)
 
 _is_reference_string(ref) if is_string(ref.reference)
 
@@ -187,8 +193,8 @@ _other_person(ref, i) if {
 
 # Nothing in the resource names another person.
 _only_this_resident(references, i) if {
-	every pair in references {
-		not _other_person(pair[1], i)
+	every ref in references {
+		not _other_person(ref, i)
 	}
 }
 
