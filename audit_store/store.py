@@ -4,8 +4,11 @@ Durability: a row is committed (WAL, synchronous=FULL) before `append()` returns
 sidecar sends no response before that. Concurrent appends from the threads of one process
 are grouped into shared commits: one writer thread per process takes everything queued
 while the previous commit was being synced, and commits it as one transaction, so the fsync
-is paid once per group, not once per request. Every caller waits for its own row; a failed
-commit fails every row in it (each caller gets `AuditWriteError`, so its response is a 503).
+is paid once per group, not once per request. Every caller waits for its own row. A row is
+normalised and serialised on its own before it joins a group (prepare), so a row that cannot
+be stored fails alone; if the database still refuses a group for one of its rows, the rows
+are committed one by one. A commit that fails for the store's own state (locked, disk full)
+fails every row in it (each caller gets `AuditWriteError`, so its response is a 503).
 
 Several processes (gunicorn workers) append to the same file: the writers take turns on a
 lock file (`<db>.lock`), then each transaction takes SQLite's write lock (BEGIN IMMEDIATE),
@@ -45,7 +48,7 @@ from sqlite_utils import Migrations
 
 from . import chain
 from .checkpoints import Signer, load_signer
-from .events import AuditEvent, canonical_json
+from .events import AuditEvent, storable_json, storable_scalar, storable_text
 
 TABLE = "decisions"
 CHECKPOINTS = "checkpoints"
@@ -364,15 +367,15 @@ class AuditStore:
                     self._release(batch, first_seq)
                     self._lookup_step(conn)
                     batch = []
-        except sqlite3.IntegrityError as exc:
-            if len(batch) > 1:
-                # One bad row (e.g. a duplicate decision id) must not fail its neighbours.
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, sqlite3.OperationalError):
+                # A row the database refused (a duplicate decision id, a value SQLite cannot
+                # bind): one bad row must not fail its neighbours, so commit them one by one.
+                # Not for OperationalError (locked, busy, disk I/O, full): that is the store's
+                # state, not a row's, and every row would wait out the busy timeout again.
                 for p in batch:
                     self._commit(conn, [p])
                 return
-            self._fail(batch, exc)
-            return
-        except Exception as exc:
             self._fail(batch, exc)
             return
         self.stats.commits += 1
@@ -719,8 +722,9 @@ _INT64 = 2**63
 def prepare(event: AuditEvent | Mapping[str, Any]) -> Prepared:
     """Type the row as it will be stored and serialise and pre-hash its content.
 
-    Runs before the write lock is taken. Raises AuditWriteError for a row that cannot be
-    stored as it is.
+    Runs before the write lock is taken, for each row on its own: text and JSON values are
+    normalised into what the store can hold first (events.py), and a row that still cannot
+    be stored raises AuditWriteError here, so it never joins a group commit.
     """
     source = event.__dict__ if isinstance(event, AuditEvent) else event
     get = source.get
@@ -729,12 +733,17 @@ def prepare(event: AuditEvent | Mapping[str, Any]) -> Prepared:
         for name, kind in _KINDS:
             value = get(name)
             if value is not None and type(value) is not kind:
-                if isinstance(value, (list, dict)):
-                    value = canonical_json(value)
+                if isinstance(value, (list, dict, tuple)):
+                    value = storable_json(value)  # NaN, huge or deep values normalised (events.py)
+                elif kind is str:
+                    value = storable_scalar(value)
                 elif kind is float and not math.isfinite(value):
                     value = None  # SQLite would store NaN as NULL: hash what reads back
                 else:
                     value = kind(value)
+            elif kind is str:
+                if value is not None and not value.isascii():
+                    value = storable_text(value)  # a lone surrogate cannot be UTF-8: kept escaped
             elif kind is float and value is not None and not math.isfinite(value):
                 value = None
             if kind is float and value == 0.0:
