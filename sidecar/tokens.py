@@ -1,17 +1,25 @@
 """Verify the care app's bearer token and turn its claims into `input.subject`.
 
 The sidecar holds only public keys (a JWKS file); the token itself is never logged or
-stored — only the verified claims the decision depends on.
+stored — only the verified claims the decision depends on. Those claims (REQUIRED_TEXT_CLAIMS)
+must each be a non-empty, not only-whitespace string of at most MAX_CLAIM_CHARS (256)
+characters, so that every decision and every audit row names who asked, for which care
+service, why and at which level; a token without them is refused (401 token-invalid). A lone
+UTF-16 surrogate in any kept claim is replaced by its escape (`\\ud800`) before anything
+else sees the claims (_escaped).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+
+from audit_store.events import storable_text
 
 from . import errors
 from .lru import Lru
@@ -32,6 +40,18 @@ SUBJECT_CLAIMS = (
     "lcr_access_level",
     "lcr_audit_role",
 )
+
+#: the longest value (in characters) of a claim the decision or the audit row depends on
+MAX_CLAIM_CHARS = 256
+#: claims the decision and the audit row depend on: each must be present and a non-empty,
+#: not only-whitespace string of at most MAX_CLAIM_CHARS (`aud`: such a string, or a list
+#: of them that includes the configured audience); anything else is 401 token-invalid
+REQUIRED_TEXT_CLAIMS = ("iss", "aud", "sub", "name", "requesting_organization", "reason_for_request", "lcr_access_level")
+#: claims that, when present, must be such strings too (`lcr_audit_role` is read by the
+#: Audit Trail policy, `jti` is stored in the row's input)
+OPTIONAL_TEXT_CLAIMS = ("jti", "lcr_audit_role")
+#: the other kept claims (requesting_practitioner) may be JSON objects, at most this deep
+MAX_CLAIM_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -110,7 +130,69 @@ class TokenVerifier:
             raise errors.Unauthenticated(
                 f"The token lives longer than {self.max_lifetime_seconds} s; issue short-lived tokens."
             )
-        return {name: claims[name] for name in SUBJECT_CLAIMS if name in claims}
+        kept = {name: claims[name] for name in SUBJECT_CLAIMS if name in claims}
+        _check_claims(kept)
+        return _escaped(kept)
+
+
+def _check_claims(claims: dict[str, Any]) -> None:
+    """Refuse a token whose claims the decision or the audit row cannot rest on."""
+    for name in REQUIRED_TEXT_CLAIMS:
+        if name not in claims:
+            raise errors.Unauthenticated(f"The token has no '{name}' claim.")
+    for name in (*REQUIRED_TEXT_CLAIMS, *OPTIONAL_TEXT_CLAIMS):
+        if name not in claims:
+            continue
+        value = claims[name]
+        values = value if name == "aud" and isinstance(value, list) and value else [value]
+        for item in values:
+            problem = _text_problem(item)
+            if problem:
+                raise errors.Unauthenticated(f"The token's '{name}' claim {problem}.")
+    for name, value in claims.items():
+        if not _plain_json(value, MAX_CLAIM_DEPTH):
+            raise errors.Unauthenticated(
+                f"The token's '{name}' claim is not plain JSON (NaN or Infinity, or nested deeper than {MAX_CLAIM_DEPTH})."
+            )
+
+
+def _escaped(value: Any) -> Any:
+    """The claims with every lone UTF-16 surrogate replaced by its escape (`x\\ud800`).
+
+    A JSON string may hold one (`"x\\ud800"`: a JavaScript client that cut a name in the
+    middle of an emoji), but it is not text: no UTF-8 encoder takes it, not OPA's input, not
+    the audit store. Escaped here, the decision, the logs and the audit row all see the same
+    value, which still says what was presented.
+    """
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    if isinstance(value, dict):
+        return {storable_text(k): _escaped(v) for k, v in value.items()}
+    return value
+
+
+def _text_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "is not a string"
+    if not value.strip():
+        return "is empty"
+    if len(value) > MAX_CLAIM_CHARS:
+        return f"is longer than {MAX_CLAIM_CHARS} characters"
+    return None
+
+
+def _plain_json(value: Any, depth: int) -> bool:
+    """No NaN or Infinity (not JSON, though Python's parser takes them), bounded nesting."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, dict)):
+        if depth <= 0:
+            return False
+        items = value.values() if isinstance(value, dict) else value
+        return all(_plain_json(item, depth - 1) for item in items)
+    return True
 
 
 def _bearer(authorization: str | None) -> str:
