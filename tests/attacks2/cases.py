@@ -39,6 +39,10 @@ STRUCTURED = [
                                              "url": f"https://mh-trust.example/photos/psychosis-unit-{r.canary}.png"}])
                     or r.flag()],
          "the header Patient's photo URL naming the ward"),
+    Case("reference-type-words", BELOW_MANAGER,
+         lambda r: [r.encounter(reasonReference=[{"reference": f"Flag/{r.control_id}",
+                                                  "type": f"https://mh-trust.example/crisis-plan-{r.canary}"}])],
+         "Reference.type (a uri) on a kept reference, carrying words"),
     Case("appointment-participant-type-coding-unknown-system-value", BELOW_MANAGER,
          lambda r: [r.appointment(participant=[{"actor": r.subject(), "status": "accepted"},
                                                {"status": "accepted",
