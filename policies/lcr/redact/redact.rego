@@ -286,27 +286,39 @@ _free_text_paths(_) := [] if _free_text_shown
 _free_text_paths(i) := [path |
 	some [parent, node] in _kept_objects[i]
 	not _in_removed(parent, i)
-	not _kept_under(parent)
-	some path in _free_text_in(parent, node)
+	some path in _free_text_in(parent, node, _kept_under(parent, i))
 ] if {
 	not _free_text_shown
 }
 
-_free_text_in(parent, node) := array.flatten([
+# Under a kept element (a name, an address, a dosage) only unknown extensions and
+# unreadable codings go.
+_free_text_in(parent, node, true) := array.concat(_unrecognised_coding(parent, node), _unknown_extensions(parent, node))
+
+_free_text_in(parent, node, false) := array.flatten([
 	_narrative(parent, node), _unstructured(parent, node),
 	_unrecognised_coding(parent, node), _unknown_extensions(parent, node),
 ])
 
+# Whether the object at parent lies under one of its resource type's kept elements
+# (data free_text.kept_under), at the resource's top level or a contained one's.
+_kept_under(parent, i) if {
+	parent[0] in object.get(classification.free_text.kept_under, _resources[i].resourceType, [])
+} else if {
+	parent[0] == "contained"
+	parent[2] in object.get(classification.free_text.kept_under, _resources[i].contained[parent[1]].resourceType, [])
+} else := false
+
 # Narrative (text.div, Composition.section.text), whatever shape its div has.
 _narrative(parent, node) := [parent | count(parent) > 0; object.get(node, "div", null) != null]
 
-# Strings (and lists of strings) in elements not known to be structured: description,
-# title, text, note, valueString, Reference.display, an attachment's data, ...
+# Strings (and lists of strings) the policy does not know to be structured: description,
+# title, text, note, valueString, Reference.display, an attachment's data, a code in the
+# wrong place or shape, a date that is not one, ...
 _unstructured(parent, node) := [array.concat(parent, [key]) |
-	some key in (object.keys(node) - _structured_elements)
-	_text_value(node[key])
-	not _dated(key)
-	not _recognised_display(key, node)
+	some key, value in node
+	_text_value(value)
+	not _structured(key, value, node)
 ]
 
 _text_value(value) if is_string(value)
@@ -319,38 +331,97 @@ _text_value(value) if {
 	}
 }
 
+_structured(key, value, _) if {
+	is_string(value)
+	_structured_strings[key]
+}
+
+_structured(key, value, _) if {
+	is_array(value)
+	_structured_lists[key]
+}
+
+_structured(key, value, _) if {
+	_code_elements[key]
+	_code_shaped(value)
+}
+
+_structured(key, value, _) if {
+	_dated(key)
+	is_string(value)
+	regex.match(classification.free_text.date_pattern, value)
+}
+
+# A coding's code and display, and a Quantity's unit, when the policy can read the code;
+# a Quantity's unit code.
+_structured("code", _, node) if classify.recognised(node)
+
+_structured("display", _, node) if classify.recognised(node)
+
+_structured("unit", _, node) if classify.recognised(node)
+
+_structured("code", value, node) if {
+	is_string(value)
+	_quantity(node)
+}
+
+# Reference.type names a resource type.
+_structured("type", value, node) if {
+	is_string(node.reference)
+	regex.match(`^[A-Z][A-Za-z]+$`, value)
+}
+
+_structured(key, value, node) if {
+	key in object.get(classification.free_text.codes_by_type, node.resourceType, [])
+	_code_shaped(value)
+}
+
+_code_shaped(value) if {
+	is_string(value)
+	regex.match(classification.free_text.code_pattern, value)
+}
+
+_code_shaped(value) if {
+	is_array(value)
+	every item in value {
+		regex.match(classification.free_text.code_pattern, item)
+	}
+}
+
+_dated(key) if _date_elements[key]
+
 _dated(key) if endswith(key, "Date")
 
 _dated(key) if endswith(key, "DateTime")
 
 _dated(key) if endswith(key, "Instant")
 
-# The display of a recognised coding is the code's own term.
-_recognised_display("display", node) if classify.recognised(node)
+# regal ignore:prefer-set-or-object-rule
+_structured_strings := {key: true | some key in classification.free_text.structured}
 
 # regal ignore:prefer-set-or-object-rule
-_structured_elements := {key | some key in classification.free_text.structured}
+_structured_lists := {key: true | some key in classification.free_text.structured_lists}
+
+# regal ignore:prefer-set-or-object-rule
+_code_elements := {key: true | some key in classification.free_text.codes}
+
+# regal ignore:prefer-set-or-object-rule
+_date_elements := {key: true | some key in classification.free_text.dates}
 
 # A coding the policy cannot read (unknown system, or a code not shaped like its
-# system's codes): its code is as opaque as free text. A Quantity (it has a value) is not
-# a coding.
+# system's codes): its code is as opaque as free text. A Quantity (a numeric value with
+# its unit's code) is not a coding.
 _unrecognised_coding(parent, node) := [parent |
 	count(parent) > 0
 	is_string(node.code)
-	object.get(node, "value", null) == null
+	not _quantity(node)
 	not classify.recognised(node)
 ]
+
+_quantity(node) if is_number(node.value)
 
 # Extensions the policy does not know.
 _unknown_extensions(parent, node) := [array.concat(parent, ["extension", k]) |
 	some k, extension in node.extension
 	not extension.url in classification.known_extensions
 ]
-
-_kept_under(path) if {
-	some key in path
-	_kept_under_elements[key]
-}
-
-# regal ignore:prefer-set-or-object-rule
-_kept_under_elements := {key: true | some key in classification.free_text.kept_under}
