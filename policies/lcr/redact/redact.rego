@@ -360,6 +360,12 @@ _structured("display", _, node) if classify.recognised(node)
 
 _structured("unit", _, node) if classify.recognised(node)
 
+# An identifier's value in a system the policy knows (an NHS number, an ODS code).
+_structured("value", value, node) if {
+	is_string(value)
+	classify.alias(node)
+}
+
 _structured("code", value, node) if {
 	is_string(value)
 	_quantity(node)
