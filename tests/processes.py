@@ -227,6 +227,18 @@ def sidecar_env(opa_url: str, upstream_url: str, audit_db: Path | str, jwks_file
     return env
 
 
+def sidecar_test_config(opa_url: str, fhir_base: str, audit_db: Path | str, jwks_file: Path | str) -> dict[str, Any]:
+    """The test_config of an in-process sidecar app (create_app): OPA, the upstream's FHIR
+    base (already ending in /fhir where it has one), the audit file and the test JWKS."""
+    return {
+        "TESTING": True,
+        "OPA_URL": opa_url,
+        "UPSTREAM_URL": fhir_base,
+        "AUDIT_DB": str(audit_db),
+        "TOKEN_JWKS_FILE": str(jwks_file),
+    }
+
+
 def children(pid: int) -> list[int]:
     """The direct children of a process (a gunicorn master's workers), from /proc."""
     out: list[int] = []

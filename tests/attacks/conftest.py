@@ -37,13 +37,7 @@ def attack_world(tmp_path_factory: pytest.TempPathFactory, opa: processes.Proces
     built.write(data_dir)
     logs = tmp_path_factory.mktemp("attack-logs")
     upstream = processes.start_upstream(logs, data_dir)
-    app = create_app(test_config={
-        "TESTING": True,
-        "OPA_URL": opa.url,
-        "UPSTREAM_URL": upstream.url + "/fhir",
-        "AUDIT_DB": str(logs / "audit.db"),
-        "TOKEN_JWKS_FILE": str(jwks_file),
-    })
+    app = create_app(test_config=processes.sidecar_test_config(opa.url, upstream.url + "/fhir", logs / "audit.db", jwks_file))
     try:
         yield Served(built, app, app.test_client())
     finally:

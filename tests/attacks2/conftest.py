@@ -49,13 +49,7 @@ def attack2_world(tmp_path_factory: pytest.TempPathFactory, opa: processes.Proce
         r = built.add(case)
         server.add(r.patient, _pages(r, server.url, case.id))
     logs = tmp_path_factory.mktemp("attack2-logs")
-    app = create_app(test_config={
-        "TESTING": True,
-        "OPA_URL": opa.url,
-        "UPSTREAM_URL": server.url,
-        "AUDIT_DB": str(logs / "audit.db"),
-        "TOKEN_JWKS_FILE": str(jwks_file),
-    })
+    app = create_app(test_config=processes.sidecar_test_config(opa.url, server.url, logs / "audit.db", jwks_file))
     try:
         yield Served(built, app, app.test_client())
     finally:
