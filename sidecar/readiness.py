@@ -206,12 +206,13 @@ class ReadinessProbe:
             skipped = {"ok": False, "detail": "not checked: OPA is not answering"}
             signed, fresh = skipped, skipped
         fresh_until = fresh.pop("fresh_until", None)
+        unreachable = fresh.pop("unreachable", False)
         checks = {"opa": opa, "bundle_signed": signed, "bundle_fresh": fresh, "audit_store": self._audit_writable()}
         failing = [name for name, c in checks.items() if not c["ok"]]
         error: type[errors.LcrError] | None = None
         if "audit_store" in failing:
             error = errors.AuditUnavailable
-        elif "opa" in failing or "bundle_signed" in failing:
+        elif "opa" in failing or "bundle_signed" in failing or unreachable:
             error = errors.PolicyUnavailable
         elif "bundle_fresh" in failing:
             error = errors.PolicyStale
@@ -247,7 +248,8 @@ class ReadinessProbe:
             wanted = "\n".join(line for line in self._opa.get_metrics().splitlines() if line.startswith(_BUNDLE_GAUGES))
             families = {f.name: f for f in text_string_to_metric_families(wanted + "\n")}
         except (requests.RequestException, ValueError) as exc:
-            return {"ok": False, "detail": f"OPA metrics unreadable ({type(exc).__name__})"}
+            # OPA did not answer: whether the bundle is fresh is unknown, and OPA is unavailable.
+            return {"ok": False, "detail": f"OPA metrics unreadable ({type(exc).__name__})", "unreachable": True}
         reached_ns = 0.0
         revision = None
         for sample in getattr(families.get(REACHED), "samples", []):
