@@ -236,7 +236,19 @@ def test_refusals_before_the_sidecar_leave_no_row(live_sidecar, head, status):
 # -- 7: methods: a fixed set of labels --------------------------------------------------------------
 
 
-def test_an_invented_method_is_http_other_in_metrics_and_row(live_sidecar, token):
+@pytest.fixture(scope="module")
+def counted_sidecar(tmp_path_factory: pytest.TempPathFactory, opa: Any, upstream: Any, jwks_file: Any) -> Iterator[LiveSidecar]:
+    """A served sidecar whose /metrics adds up both workers, as deployed (scripts/run.sh)."""
+    run = tmp_path_factory.mktemp("counted-sidecar")
+    (run / "prometheus").mkdir()
+    env = processes.sidecar_env(opa.url, upstream.url, run / "audit.db", jwks_file)
+    sidecar = processes.start_sidecar(run, {**env, "PROMETHEUS_MULTIPROC_DIR": str(run / "prometheus")})
+    yield LiveSidecar(sidecar, run / "audit.db")
+    sidecar.stop()
+
+
+def test_an_invented_method_is_http_other_in_metrics_and_row(counted_sidecar, token):
+    live_sidecar = counted_sidecar
     status, headers, answer = raw_request(live_sidecar.url, head_of("X9990000018", "/v1/record", {
         "Authorization": f"Bearer {token('admin')}", "Content-Length": "0"}))
     assert status == 405 and outcome_code(json.loads(answer)) == "method-not-allowed"
