@@ -50,11 +50,6 @@ _other := {"reference": "Patient/res-2"}
 
 _psy := {"security": [{"system": _act_code, "code": "PSY"}]}
 
-_masked := {"extension": [{
-	"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
-	"valueCode": "masked",
-}]}
-
 _input(level, resources) := {
 	"allowed_sections": config.access_levels[level], # regal ignore:external-reference
 	"permitted_sections": config.access_levels[level], # regal ignore:external-reference
