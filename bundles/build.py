@@ -87,34 +87,49 @@ def build(
                 "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
             (stage / ".manifest").write_text(json.dumps(manifest))
-            claims = Path(tmp) / "claims.json"
-            claims.write_text(json.dumps({"keyid": key_id}))
-            partial = Path(tmp) / "bundle.tar.gz"
-            subprocess.run(
-                [
-                    # Built from inside the stage so file paths in the bundle are /lcr/…,
-                    # the same on every machine.
-                    opa or opa_binary(), "build", "--bundle", ".",
-                    "--revision", revision,
-                    "--signing-key", str(signing_key), "--claims-file", str(claims),
-                    "--output", str(partial),
-                ],
-                check=True,
-                cwd=stage,
-            )
-            shutil.copyfile(partial, archived.with_suffix(".tmp"))
-            archived.with_suffix(".tmp").replace(archived)
+            sign_and_archive(stage, revision, archived, opa, signing_key, key_id)
     if publish:
         publish_bundle(archived, serve)
     return revision
 
 
-def publish_bundle(bundle: Path, serve: Path) -> None:
-    """Atomically make `bundle` the one the bundle server hands out: OPA never reads half a file."""
+def sign_and_archive(
+    stage: Path, revision: str, archived: Path, opa: str | None, signing_key: Path, key_id: str, mode: int = 0o644
+) -> None:
+    """`opa build` the staged folder into a signed bundle and write it to `archived` atomically.
+
+    stage: the bundle's files (its .manifest included); mode: the archived file's permissions
+    (0o600 for bundles that hold personal data). Raises subprocess.CalledProcessError when
+    `opa build` refuses the stage.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        claims = Path(tmp) / "claims.json"
+        claims.write_text(json.dumps({"keyid": key_id}))
+        partial = Path(tmp) / "bundle.tar.gz"
+        subprocess.run(
+            [
+                # Built from inside the stage so file paths in the bundle are the same on
+                # every machine.
+                opa or opa_binary(), "build", "--bundle", ".",
+                "--revision", revision,
+                "--signing-key", str(signing_key), "--claims-file", str(claims),
+                "--output", str(partial),
+            ],
+            check=True,
+            cwd=stage,
+            stdout=subprocess.DEVNULL,
+        )
+        os.chmod(partial, mode)
+        shutil.copy(partial, archived.with_suffix(".tmp"))
+        archived.with_suffix(".tmp").replace(archived)
+
+
+def publish_bundle(bundle: Path, serve: Path, name: str = BUNDLE_NAME) -> None:
+    """Atomically make `bundle` the one the bundle server hands out as `name`: OPA never reads half a file."""
     serve.mkdir(parents=True, exist_ok=True)
-    tmp = serve / (BUNDLE_NAME + ".tmp")
-    shutil.copyfile(bundle, tmp)
-    tmp.replace(serve / BUNDLE_NAME)
+    tmp = serve / (name + ".tmp")
+    shutil.copy(bundle, tmp)  # permissions too: a roster stays readable by its owner only
+    tmp.replace(serve / name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,9 @@ import data.lcr.config
 #   none were requested), empty when denied; `permitted` every section the level
 #   allows (what redaction checks each resource against), empty when denied;
 #   `reasons` the sorted deny codes; `audit_scope` for action audit.read, which
-#   rows of a resident's Audit Trail the caller sees (own_care_service | all), else null.
+#   rows of a resident's Audit Trail the caller sees (own_care_service | all), else null;
+#   `relationship` the roster status a record or menu request was allowed under, else
+#   null; `roster_revision` the roster the decision was made with (null when none loaded).
 # entrypoint: true
 decision := {
 	"allow": allow,
@@ -27,6 +29,8 @@ decision := {
 	"permitted": _permitted,
 	"reasons": sort(reasons),
 	"audit_scope": _audit_scope,
+	"relationship": _relationship,
+	"roster_revision": _roster_revision,
 }
 
 # METADATA

@@ -16,6 +16,7 @@ _input := {
 		"exp": 1764072300,
 	},
 	"patient": {"nhs_number": "9990000018", "dob": "1938-04-12"},
+	"requested_record": {"nhs_number": "9990000018"},
 	"action": "record.read",
 	"sections": [],
 	"request": {"id": "0f9c", "time": "2026-11-25T12:00:00Z", "client": "127.0.0.1", "purpose": "directcare"},
@@ -43,11 +44,19 @@ _registered_manager := sort(array.concat(_senior, [
 
 _denied(reasons, level) := {
 	"allow": false, "access_level": level, "sections": [], "permitted": [], "reasons": reasons,
-	"audit_scope": null,
+	"audit_scope": null, "relationship": "resident", "roster_revision": _roster.revision,
 }
 
+# The resident of _input lives at every care service these tests ask from, so each test
+# below checks what it names; relationship_test.rego varies the roster.
+_resident := {"9990000018": {"status": "resident", "start": "2024-03-11", "end": null, "family_name": "Thompson"}}
+
+_roster := {"revision": "roster-sha256-test", "care_services": {ods: _resident | some ods in _ods_codes}}
+
+_ods_codes := ["VM101", "VM102", "VM201", "VM301", "VM401", "VM999", "X1"]
+
 test_decision_senior_carer_allowed if {
-	access.decision with input as _input == {
+	access.decision with input as _input with data.roster as _roster == {
 		"allow": true,
 		"access_level": "senior_carer",
 		"sections": _senior,
@@ -58,30 +67,30 @@ test_decision_senior_carer_allowed if {
 }
 
 test_decision_admin_sections if {
-	d := access.decision with input as _as({"lcr_access_level": "admin"})
+	d := access.decision with input as _as({"lcr_access_level": "admin"}) with data.roster as _roster
 	d.allow
 	d.sections == _admin
 }
 
 test_decision_registered_manager_sections if {
-	d := access.decision with input as _as({"lcr_access_level": "registered_manager"})
+	d := access.decision with input as _as({"lcr_access_level": "registered_manager"}) with data.roster as _roster
 	d.allow
 	d.sections == _registered_manager
 	count(d.sections) == 26
 }
 
 test_decision_menu_read_allowed if {
-	d := access.decision with input as object.union(_input, {"action": "menu.read"})
+	d := access.decision with input as object.union(_input, {"action": "menu.read"}) with data.roster as _roster
 	d.allow
 	d.sections == _senior
 }
 
 test_decision_other_london_service_allowed if {
-	access.decision.allow with input as _as({"requesting_organization": "VM102"})
+	access.decision.allow with input as _as({"requesting_organization": "VM102"}) with data.roster as _roster
 }
 
 test_decision_requested_sections_intersected_and_sorted if {
-	d := access.decision with input as _asking(["vital_signs", "mental_health", "alerts"])
+	d := access.decision with input as _asking(["vital_signs", "mental_health", "alerts"]) with data.roster as _roster
 	d.allow
 	d.sections == ["alerts", "vital_signs"]
 	d.permitted == _senior
@@ -89,52 +98,61 @@ test_decision_requested_sections_intersected_and_sorted if {
 }
 
 test_decision_sections_absent_or_null_means_all if {
-	access.decision.sections == _senior with input as object.remove(_input, ["sections"])
-	access.decision.sections == _senior with input as _asking(null)
+	access.decision.sections == _senior with input as object.remove(_input, ["sections"]) with data.roster as _roster
+	access.decision.sections == _senior with input as _asking(null) with data.roster as _roster
 }
 
 test_decision_access_level_missing if {
 	access.decision == _denied(["access_level_missing"], null)
-		with input as json.remove(_input, ["subject/lcr_access_level"])
+		with input as json.remove(_input, ["subject/lcr_access_level"]) with data.roster as _roster
 	access.decision == _denied(["access_level_missing"], null) with input as _as({"lcr_access_level": ""})
+		with data.roster as _roster
 	access.decision == _denied(["access_level_missing"], null) with input as _as({"lcr_access_level": 3})
+		with data.roster as _roster
 }
 
 test_decision_access_level_unknown if {
 	access.decision == _denied(["access_level_unknown"], "superuser") with input as _as({"lcr_access_level": "superuser"})
+		with data.roster as _roster
 }
 
 test_decision_access_level_no_access if {
 	access.decision == _denied(["access_level_no_access"], "no_access")
-		with input as _as({"lcr_access_level": "no_access"})
+		with input as _as({"lcr_access_level": "no_access"}) with data.roster as _roster
 }
 
 test_decision_no_access_requesting_sections_has_one_reason if {
 	d := access.decision with input as object.union(_as({"lcr_access_level": "no_access"}), {"sections": ["alerts"]})
+		with data.roster as _roster
 	d.reasons == ["access_level_no_access"]
 }
 
 test_decision_care_service_missing if {
-	access.decision.reasons == ["care_service_missing"]
-		with input as json.remove(_input, ["subject/requesting_organization"])
-	access.decision.reasons == ["care_service_missing"] with input as _as({"requesting_organization": ""})
+	# With no care service there is no one it looks after either.
+	access.decision.reasons == ["care_service_missing", "no_legitimate_relationship"]
+		with input as json.remove(_input, ["subject/requesting_organization"]) with data.roster as _roster
+	access.decision.reasons == ["care_service_missing", "no_legitimate_relationship"]
+		with input as _as({"requesting_organization": ""}) with data.roster as _roster
 }
 
 test_decision_care_service_unknown if {
 	access.decision.reasons == ["care_service_unknown"] with input as _as({"requesting_organization": "VM999"})
+		with data.roster as _roster
 }
 
 test_decision_care_service_not_residential if {
 	access.decision == _denied(["care_service_not_residential"], "senior_carer")
-		with input as _as({"requesting_organization": "VM201"})
+		with input as _as({"requesting_organization": "VM201"}) with data.roster as _roster
 }
 
 test_decision_care_service_lcr_not_enabled if {
 	access.decision.reasons == ["care_service_lcr_not_enabled"] with input as _as({"requesting_organization": "VM301"})
+		with data.roster as _roster
 }
 
 test_decision_care_service_not_in_london_icb if {
 	access.decision.reasons == ["care_service_not_in_london_icb"] with input as _as({"requesting_organization": "VM401"})
+		with data.roster as _roster
 }
 
 test_decision_care_service_all_service_checks if {
@@ -143,63 +161,75 @@ test_decision_care_service_all_service_checks if {
 		"care_service_not_in_london_icb",
 		"care_service_not_residential",
 	]
-		with input as _as({"requesting_organization": "X1"})
+		with input as _as({"requesting_organization": "X1"}) with data.roster as _roster
 		with data.lcr.config.care_services as {"X1": {"name": "Somewhere", "type": "hospice"}}
 }
 
 test_decision_care_service_enabled_must_be_true if {
 	access.decision.reasons == ["care_service_lcr_not_enabled"]
-		with input as _as({"requesting_organization": "X1"})
+		with input as _as({"requesting_organization": "X1"}) with data.roster as _roster
 		with data.lcr.config.care_services as {"X1": {"type": "residential_care_home", "lcr_enabled": "yes", "icb": "QMJ"}}
 }
 
 test_decision_reason_for_request_not_permitted if {
 	access.decision.reasons == ["reason_for_request_not_permitted"] with input as _as({"reason_for_request": "research"})
+		with data.roster as _roster
 	access.decision.reasons == ["reason_for_request_not_permitted"]
-		with input as json.remove(_input, ["subject/reason_for_request"])
+		with input as json.remove(_input, ["subject/reason_for_request"]) with data.roster as _roster
 }
 
 test_decision_action_not_permitted if {
 	access.decision.reasons == ["action_not_permitted"] with input as object.union(_input, {"action": "record.write"})
+		with data.roster as _roster
 	access.decision.reasons == ["action_not_permitted"] with input as object.remove(_input, ["action"])
+		with data.roster as _roster
 }
 
 test_decision_patient_identifiers_missing if {
 	every patient in [{"dob": "1938-04-12"}, {"nhs_number": "9990000018"}, {"nhs_number": "", "dob": "1938-04-12"}] {
-		access.decision.reasons == ["patient_identifiers_missing"]
-			with input as object.union(object.remove(_input, ["patient"]), {"patient": patient})
+		d := access.decision with input as object.union(object.remove(_input, ["patient"]), {"patient": patient})
+			with data.roster as _roster
+		not d.allow
+		"patient_identifiers_missing" in d.reasons
 	}
-	access.decision.reasons == ["patient_identifiers_missing"] with input as object.remove(_input, ["patient"])
+	access.decision.reasons == ["no_legitimate_relationship", "patient_identifiers_missing"]
+		with input as object.remove(_input, ["patient"]) with data.roster as _roster
 }
 
 test_decision_section_unknown if {
 	access.decision == _denied(["section_unknown"], "senior_carer") with input as _asking(["alerts", "patient"])
-	access.decision.reasons == ["section_unknown"] with input as _asking(["alerts", 7])
+		with data.roster as _roster
+	access.decision.reasons == ["section_unknown"] with input as _asking(["alerts", 7]) with data.roster as _roster
 }
 
 test_decision_section_unknown_when_sections_not_a_list if {
-	access.decision.reasons == ["section_unknown"] with input as _asking("alerts")
-	access.decision.reasons == ["section_unknown"] with input as _asking({"alerts": true})
+	access.decision.reasons == ["section_unknown"] with input as _asking("alerts") with data.roster as _roster
+	access.decision.reasons == ["section_unknown"] with input as _asking({"alerts": true}) with data.roster as _roster
 }
 
 test_decision_section_unknown_only if {
 	access.decision.reasons == ["no_permitted_section_requested", "section_unknown"] with input as _asking(["bogus"])
+		with data.roster as _roster
 }
 
 test_decision_no_permitted_section_requested if {
 	access.decision == _denied(["no_permitted_section_requested"], "admin")
 		with input as object.union(_as({"lcr_access_level": "admin"}), {"sections": ["diagnoses", "mental_health"]})
+		with data.roster as _roster
 }
 
 test_decision_empty_input_denied_with_every_missing_reason if {
-	access.decision == _denied(
-		[
-			"access_level_missing", "action_not_permitted", "care_service_missing",
-			"patient_identifiers_missing", "reason_for_request_not_permitted",
-		],
-		null,
+	access.decision == object.union(
+		_denied(
+			[
+				"access_level_missing", "action_not_permitted", "care_service_missing",
+				"patient_identifiers_missing", "reason_for_request_not_permitted",
+			],
+			null,
+		),
+		{"relationship": null},
 	)
-		with input as {}
+		with input as {} with data.roster as _roster
 }
 
 test_decision_no_input_denied if {
@@ -228,22 +258,22 @@ test_decision_every_check_reported_together if {
 test_decision_levels_come_from_data if {
 	levels := {"night_carer": ["alerts", "vital_signs"]}
 	access.decision.sections == ["alerts", "vital_signs"]
-		with input as _as({"lcr_access_level": "night_carer"})
+		with input as _as({"lcr_access_level": "night_carer"}) with data.roster as _roster
 		with data.lcr.config.access_levels as levels
 	access.decision.reasons == ["access_level_unknown"]
-		with input as _input
+		with input as _input with data.roster as _roster
 		with data.lcr.config.access_levels as levels
 }
 
 test_decision_london_icbs_come_from_data if {
-	access.decision.allow with input as _as({"requesting_organization": "VM401"})
+	access.decision.allow with input as _as({"requesting_organization": "VM401"}) with data.roster as _roster
 		with data.lcr.config.london_icbs as {"QKS": "Kent and Medway"}
 }
 
 _audit(subject) := object.union(_as(subject), {"action": "audit.read"})
 
 test_decision_audit_trail_registered_manager_sees_own_care_service if {
-	d := access.decision with input as _audit({"lcr_access_level": "registered_manager"})
+	d := access.decision with input as _audit({"lcr_access_level": "registered_manager"}) with data.roster as _roster
 	d.allow
 	d.audit_scope == "own_care_service"
 	d.sections == []
@@ -252,23 +282,27 @@ test_decision_audit_trail_registered_manager_sees_own_care_service if {
 
 test_decision_audit_trail_auditor_role_sees_all if {
 	d := access.decision with input as _audit({"lcr_access_level": "no_access", "lcr_audit_role": "auditor"})
+		with data.roster as _roster
 	d.allow
 	d.audit_scope == "all"
 }
 
 test_decision_audit_trail_unknown_role_falls_back_to_level if {
 	d := access.decision with input as _audit({"lcr_access_level": "registered_manager", "lcr_audit_role": "cleaner"})
+		with data.roster as _roster
 	d.audit_scope == "own_care_service"
 }
 
 test_decision_audit_trail_not_permitted_for_senior_carer if {
-	access.decision == _denied(["audit_trail_not_permitted"], "senior_carer") with input as _audit({})
-	d := access.decision with input as _audit({"lcr_access_level": "no_access"})
+	# An Audit Trail read is not a record read: no relationship is looked up for it.
+	access.decision == object.union(_denied(["audit_trail_not_permitted"], "senior_carer"), {"relationship": null})
+		with input as _audit({}) with data.roster as _roster
+	d := access.decision with input as _audit({"lcr_access_level": "no_access"}) with data.roster as _roster
 	d.reasons == ["audit_trail_not_permitted"]
 }
 
 test_decision_audit_trail_still_needs_an_eligible_care_service if {
 	manager_elsewhere := {"lcr_access_level": "registered_manager", "requesting_organization": "VM301"}
-	d := access.decision with input as _audit(manager_elsewhere)
+	d := access.decision with input as _audit(manager_elsewhere) with data.roster as _roster
 	d.reasons == ["care_service_lcr_not_enabled"]
 }
