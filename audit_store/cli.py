@@ -505,9 +505,11 @@ def _replay_table(report: replay_mod.ReplayReport) -> None:
               help="Candidate policy folder (built like a release) or bundle .tar.gz.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--fail-on-change", is_flag=True, help="Exit 1 when any decision would widen or narrow (for CI gates).")
+@click.option("--archive", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_ARCHIVE, show_default=True,
+              help="Bundle archive holding the rosters the logged decisions were made with.")
 @_engine_options
 @_filter_options
-def impact_cmd(db: Path, candidate: Path, fmt: str, fail_on_change: bool, opa_bin: str | None, entrypoint: str, jobs: int,
+def impact_cmd(db: Path, candidate: Path, fmt: str, fail_on_change: bool, archive: Path, opa_bin: str | None, entrypoint: str, jobs: int,
                chunk: int, no_dedupe: bool, details: Path | None, progress: bool | None, **kw: Any) -> None:
     """What a candidate policy would change: the logged decisions evaluated against it.
 
@@ -523,7 +525,8 @@ def impact_cmd(db: Path, candidate: Path, fmt: str, fail_on_change: bool, opa_bi
     """
     db = _db_path(db)
     filters = _filters(**kw)
-    options = replay_mod.Options(opa=_opa(opa_bin), entrypoint=entrypoint, jobs=jobs, chunk=chunk, dedupe=not no_dedupe)
+    options = replay_mod.Options(opa=_opa(opa_bin), entrypoint=entrypoint, jobs=jobs, chunk=chunk, dedupe=not no_dedupe,
+                                 archive=archive)
     with _connection(db) as conn, _details(details) as details_out:
         total = queries.count(conn, filters)
         with _progress(progress, total, "evaluating") as bar:

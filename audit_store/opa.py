@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 UNDEFINED = object()
 
@@ -73,7 +73,8 @@ def entrypoint_ref(entrypoint: str) -> str:
 
 
 class OpaServer:
-    """`opa run --server` for one bundle (a .tar.gz or a bundle directory), on a unix socket."""
+    """`opa run --server` for one bundle (a .tar.gz or a bundle directory), on a unix socket;
+    `extra_bundles` load beside it (e.g. the roster a decision was made with)."""
 
     def __init__(
         self,
@@ -85,10 +86,12 @@ class OpaServer:
         workdir: Path | None = None,
         timeout: float = 600.0,
         start_timeout: float = 30.0,
+        extra_bundles: Sequence[Path] = (),
     ) -> None:
         """With `verification_key`, OPA refuses a bundle whose signature does not verify
         (a tampered archive); without one, signatures are not checked (`--skip-verify`)."""
         self.bundle = Path(bundle)
+        self.extra_bundles = [Path(b) for b in extra_bundles]
         self.opa = opa
         self.verification_key = verification_key
         self.key_id = key_id
@@ -116,6 +119,7 @@ class OpaServer:
         cmd = [
             self.opa, "run", "--server", "--addr", f"unix://{self.socket}",
             "--log-level", "error", "--skip-version-check", "--bundle", str(self.bundle),
+            *(str(b) for b in self.extra_bundles),
         ]
         if self.verification_key is not None:
             cmd += ["--verification-key", str(self.verification_key)]

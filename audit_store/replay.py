@@ -40,6 +40,8 @@ from .store import TABLE
 
 DEFAULT_ENTRYPOINT = "lcr/access/decision"
 REPLAYABLE = "opa_input IS NOT NULL AND opa_result IS NOT NULL AND json_valid(opa_input)"
+#: the roster a decision was made with: the decision itself names it (`roster_revision`)
+ROSTER_REVISION = "(CASE WHEN json_valid(opa_result) THEN json_extract(opa_result, '$.roster_revision') END)"
 
 NO_INPUT = "no decision input: the request ended before the policy was asked"
 NO_RESULT = "no stored result: the policy did not answer at the time"
@@ -160,16 +162,19 @@ def stream_groups(
             yield Group(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6:]))
 
 
-def _categorise(conn: sqlite3.Connection, where: str, params: list[Any]) -> tuple[Counter[str], Counter[str | None]]:
-    """(unreplayable reasons → decisions, replayable decisions by revision)."""
+Revisions = tuple[str | None, str | None]  # (policy revision, roster revision)
+
+
+def _categorise(conn: sqlite3.Connection, where: str, params: list[Any]) -> tuple[Counter[str], Counter[Revisions]]:
+    """(unreplayable reasons → decisions, replayable decisions by policy and roster revision)."""
     unreplayable: Counter[str] = Counter()
-    by_revision: Counter[str | None] = Counter()
+    by_revision: Counter[Revisions] = Counter()
     sql = (
-        f"SELECT policy_revision, opa_input IS NULL, opa_result IS NULL, "
+        f"SELECT policy_revision, {ROSTER_REVISION}, opa_input IS NULL, opa_result IS NULL, "
         f"CASE WHEN opa_input IS NULL THEN 1 ELSE json_valid(opa_input) END, count(*) "
-        f"FROM {TABLE} WHERE {where} GROUP BY 1, 2, 3, 4"
+        f"FROM {TABLE} WHERE {where} GROUP BY 1, 2, 3, 4, 5"
     )
-    for revision, no_input, no_result, valid, n in conn.execute(sql, params):
+    for revision, roster, no_input, no_result, valid, n in conn.execute(sql, params):
         if no_input:
             unreplayable[NO_INPUT] += n
         elif no_result:
@@ -177,8 +182,17 @@ def _categorise(conn: sqlite3.Connection, where: str, params: list[Any]) -> tupl
         elif not valid:
             unreplayable[BAD_INPUT] += n
         else:
-            by_revision[revision] += n
+            by_revision[(revision, roster if isinstance(roster, str) else None)] += n
     return unreplayable, by_revision
+
+
+def _roster_bundle(archive: Path, roster: str | None) -> Path | None:
+    """The archived roster bundle a decision was made with (None: made without one)."""
+    return None if roster is None else archive / f"{roster}.tar.gz"
+
+
+def _roster_where(roster: str | None) -> str:
+    return f"{ROSTER_REVISION} IS ?"
 
 
 def _stored(text: str) -> Any:
@@ -273,6 +287,7 @@ class Options:
     key_id: str | None = None
     progress: Callable[[int], None] | None = None
     details: IO[str] | None = None  # JSON Lines, one per diverged/changed decision
+    archive: Path | None = None  # impact: where the rosters the decisions were made with are archived
 
 
 def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: Options) -> ReplayReport:
@@ -284,9 +299,11 @@ def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: O
     report.selected = sum(unreplayable.values()) + sum(by_revision.values())
     if options.progress:
         options.progress(sum(unreplayable.values()))
-    for revision, n in sorted(by_revision.items(), key=lambda kv: str(kv[0])):
-        info: dict[str, Any] = {"decisions": n}
-        report.revisions[str(revision)] = info
+    for (revision, roster), n in sorted(by_revision.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        # One entry per policy revision; a revision's decisions made with several rosters
+        # are replayed roster by roster (each loaded beside the policy, as at the time).
+        info: dict[str, Any] = report.revisions.setdefault(str(revision), {"decisions": 0})
+        info["decisions"] += n
         if not revision or revision == "unknown":
             _skip(report, info, NO_REVISION, n, options)
             continue
@@ -294,15 +311,24 @@ def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: O
         if "/" in revision or not bundle.is_file():
             _skip(report, info, f"revision {revision} is not in the archive ({archive})", n, options)
             continue
+        roster_bundle = _roster_bundle(archive, roster)
+        if roster is not None:
+            info.setdefault("rosters", {})[roster] = n
+            if "/" in roster or roster_bundle is None or not roster_bundle.is_file():
+                _skip(report, info, f"roster revision {roster} is not in the archive ({archive})", n, options)
+                continue
+        bundles = [bundle] + ([roster_bundle] if roster_bundle is not None else [])
         try:
-            server = OpaServer(bundle, options.opa, verification_key=options.verification_key, key_id=options.key_id)
+            server = OpaServer(bundles[0], options.opa, verification_key=options.verification_key, key_id=options.key_id,
+                               extra_bundles=bundles[1:])
             server.start()
         except OpaError as exc:
             _skip(report, info, f"revision {revision}: the archived bundle does not load ({_first_line(exc)})", n, options)
             continue
         try:
             loaded = set(server.revisions().values())
-            if loaded != {revision}:
+            expected = {revision} | ({roster} if roster else set())
+            if loaded != expected:
                 _skip(report, info, f"revision {revision}: the archive holds revision {', '.join(sorted(loaded)) or 'none'}", n, options)
                 continue
             footprint = input_footprint(server.policies(), options.entrypoint) if options.dedupe else None
@@ -328,14 +354,18 @@ def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: O
                 if options.progress:
                     options.progress(group.count)
 
-            engine.run(stream_groups(conn, f"({where}) AND policy_revision = ?", [*params, revision], footprint, options.dedupe), handle)
+            selected = f"({where}) AND policy_revision = ? AND {_roster_where(roster)}"
+            selected_params = [*params, revision, roster]
+            engine.run(stream_groups(conn, selected, selected_params, footprint, options.dedupe), handle)
             report.reproduced += counts["reproduced"]
             report.diverged += counts["diverged"]
             report.evaluations += engine.evaluations
             report.opa_calls += server.calls
-            info.update(reproduced=counts["reproduced"], diverged=counts["diverged"], evaluations=engine.evaluations, opa_calls=server.calls)
+            for name, value in (("reproduced", counts["reproduced"]), ("diverged", counts["diverged"]),
+                                ("evaluations", engine.evaluations), ("opa_calls", server.calls)):
+                info[name] = info.get(name, 0) + value
             if diverged and options.details is not None:
-                _write_details(conn, f"({where}) AND policy_revision = ?", [*params, revision], footprint, options, diverged, "replayed")
+                _write_details(conn, selected, selected_params, footprint, options, diverged, "replayed")
         finally:
             server.stop()
     report.seconds = time.perf_counter() - started
@@ -475,47 +505,60 @@ def impact(conn: sqlite3.Connection, candidate: Path, filters: Filters, options:
         report.selected = sum(unreplayable.values()) + sum(by_revision.values())
         if options.progress:
             options.progress(sum(unreplayable.values()))
-        try:
-            server = OpaServer(bundle, options.opa, workdir=Path(tmp))
-            server.start()
-        except OpaError as exc:
-            raise ReplayError(f"the candidate does not load in OPA: {_first_line(exc)}") from None
-        try:
-            footprint = input_footprint(server.policies(), options.entrypoint) if options.dedupe else None
-            report.input_paths = None if footprint is None else [".".join(p) for p in footprint]
-            engine = Engine(server, options.entrypoint, options.jobs, options.chunk)
-            changed: dict[tuple[Any, ...], tuple[str, Any]] = {}
-
-            def handle(group: Group, result: Any) -> None:
-                n = group.count
-                report.evaluated += n
-                stored = _stored(group.opa_result)
-                new = None if result is UNDEFINED or isinstance(result, EvalError) else result
-                widened, narrowed, changes = classify(stored, new)
-                level, service = group.access_level or "(none)", group.care_service or "(none)"
-                for section, change in changes:
-                    report.changes[(level, service, section, change)] += n
-                if widened and narrowed:
-                    report.mixed += n
-                elif widened:
-                    report.widened += n
-                elif narrowed:
-                    report.narrowed += n
-                elif new == stored:
-                    report.unchanged += n
-                else:
-                    report.other += n
-                if options.details is not None and new != stored:
-                    changed[(*group.key, group.opa_result, group.access_level, group.care_service)] = (describe(stored, result), result)
+        # Each decision is asked again of the candidate with the roster it was made with.
+        rosters: Counter[str | None] = Counter()
+        for (_, roster), n in by_revision.items():
+            rosters[roster] += n
+        changed: dict[tuple[Any, ...], tuple[str, Any]] = {}
+        footprint: list[tuple[str, ...]] | None = None
+        for roster, n in sorted(rosters.items(), key=lambda kv: str(kv[0])):
+            roster_bundle = _roster_bundle(options.archive, roster) if options.archive is not None else None
+            if roster is not None and (roster_bundle is None or "/" in roster or not roster_bundle.is_file()):
+                report.unreplayable[f"roster revision {roster} is not in the archive ({options.archive})"] += n
                 if options.progress:
                     options.progress(n)
+                continue
+            try:
+                server = OpaServer(bundle, options.opa, workdir=Path(tmp), extra_bundles=[roster_bundle] if roster_bundle else [])
+                server.start()
+            except OpaError as exc:
+                raise ReplayError(f"the candidate does not load in OPA: {_first_line(exc)}") from None
+            try:
+                footprint = input_footprint(server.policies(), options.entrypoint) if options.dedupe else None
+                report.input_paths = None if footprint is None else [".".join(p) for p in footprint]
+                engine = Engine(server, options.entrypoint, options.jobs, options.chunk)
 
-            engine.run(stream_groups(conn, where, params, footprint, options.dedupe), handle)
-            report.evaluations = engine.evaluations
-            report.opa_calls = server.calls
-            if changed and options.details is not None:
-                _write_details(conn, where, params, footprint, options, changed, "candidate")
-        finally:
-            server.stop()
+                def handle(group: Group, result: Any) -> None:
+                    n = group.count
+                    report.evaluated += n
+                    stored = _stored(group.opa_result)
+                    new = None if result is UNDEFINED or isinstance(result, EvalError) else result
+                    widened, narrowed, changes = classify(stored, new)
+                    level, service = group.access_level or "(none)", group.care_service or "(none)"
+                    for section, change in changes:
+                        report.changes[(level, service, section, change)] += n
+                    if widened and narrowed:
+                        report.mixed += n
+                    elif widened:
+                        report.widened += n
+                    elif narrowed:
+                        report.narrowed += n
+                    elif new == stored:
+                        report.unchanged += n
+                    else:
+                        report.other += n
+                    if options.details is not None and new != stored:
+                        changed[(*group.key, group.opa_result, group.access_level, group.care_service)] = (describe(stored, result), result)
+                    if options.progress:
+                        options.progress(n)
+
+                selected = f"({where}) AND {_roster_where(roster)}"
+                engine.run(stream_groups(conn, selected, [*params, roster], footprint, options.dedupe), handle)
+                report.evaluations += engine.evaluations
+                report.opa_calls += server.calls
+            finally:
+                server.stop()
+        if changed and options.details is not None:
+            _write_details(conn, where, params, footprint, options, changed, "candidate")
     report.seconds = time.perf_counter() - started
     return report

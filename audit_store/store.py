@@ -34,6 +34,7 @@ import _thread
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import math
 import os
 import queue
@@ -199,6 +200,14 @@ def _deferred_indexes(db: sqlite_utils.Database) -> None:
     )
 
 
+class _ReadConnection(sqlite3.Connection):
+    """A read-only connection that knows the process that opened it (not usable after fork)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pid = os.getpid()
+
+
 class AuditWriteError(Exception):
     """The row could not be committed: the caller must not release the response."""
 
@@ -290,6 +299,7 @@ class AuditStore:
         self._writer_lock = threading.Lock()
         self._turn_fd: int | None = None  # this process's handle on the writers' lock file
         self._closed = False
+        self._readers = threading.local()  # one read connection per thread (recent_activity)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -515,6 +525,41 @@ class AuditStore:
 
     def count(self) -> int:
         return self.db[TABLE].count
+
+    def recent_activity(self, subject_id: str, since: str) -> dict[str, dict[str, int]]:
+        """How one staff member's requests ended since `since`: the decision input's `history`.
+
+        subject_id: the token's `sub`; since: a UTC ISO 8601 time in the rows' own format
+        (`2026-11-25T11:00:00.000000Z`), inclusive. Returns {"outcomes": {outcome: rows},
+        "reasons": {deny reason: rows}}, counted from committed rows only. What the counts
+        mean is the policy's (identifier probing, policies/lcr/access/relationship.rego).
+        Raises sqlite3.Error when the store cannot be read.
+        """
+        conn = self._reader()
+        # The lookup table holds the older rows indexed by staff member; the rows not yet
+        # copied into it (at most a few thousand, above its head) are scanned.
+        rows = conn.execute(
+            f"""SELECT outcome, reasons FROM {TABLE} WHERE seq IN
+                    (SELECT seq FROM {LOOKUP} WHERE subject_id = :sub AND time >= :since)
+                UNION ALL
+                SELECT outcome, reasons FROM {TABLE}
+                 WHERE seq > (SELECT coalesce(max(seq), 0) FROM {LOOKUP}) AND subject_id = :sub AND time >= :since""",
+            {"sub": subject_id, "since": since},
+        ).fetchall()
+        outcomes: dict[str, int] = {}
+        reasons: dict[str, int] = {}
+        for outcome, reasons_json in rows:
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            for reason in json.loads(reasons_json or "[]"):
+                reasons[reason] = reasons.get(reason, 0) + 1
+        return {"outcomes": outcomes, "reasons": reasons}
+
+    def _reader(self) -> "_ReadConnection":
+        conn: _ReadConnection | None = getattr(self._readers, "conn", None)
+        if conn is None or conn.pid != os.getpid():
+            conn = self._readers.conn = _ReadConnection(self.path, timeout=self.busy_timeout, check_same_thread=False)
+            conn.execute("PRAGMA query_only = 1")
+        return conn
 
     def head(self) -> tuple[int, str]:
         """(seq, row_hash) of the last row; (0, GENESIS) when empty."""

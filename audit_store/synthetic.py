@@ -14,7 +14,10 @@ import datetime as dt
 import hashlib
 import json
 import random
+import shutil
+import tempfile
 import uuid
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +27,7 @@ from .opa import UNDEFINED, OpaServer, input_footprint
 from .replay import DEFAULT_ENTRYPOINT
 from .store import AuditStore
 
+LONDON = zoneinfo.ZoneInfo("Europe/London")
 SERVICES = {  # ODS code → share of traffic (the policy data decides who may use the LCR)
     "VM101": 0.44, "VM102": 0.44, "VM201": 0.05, "VM301": 0.04, "VM401": 0.03,
 }
@@ -72,6 +76,33 @@ def _people(rng: random.Random, per_service: int) -> dict[str, list[Person]]:
     return staff
 
 
+def _residents(rng: random.Random, per_service: int) -> dict[str, list[tuple[str, str]]]:
+    numbers = nhs_numbers()
+    return {
+        service: [(next(numbers), f"19{rng.randint(20, 50)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}") for _ in range(per_service)]
+        for service in SERVICES
+    }
+
+
+def roster(seed: int = 0, staff_per_service: int = 30, residents_per_service: int = 60) -> dict[str, Any]:
+    """The roster (bundles/roster.py's published shape) of the residents events() asks about:
+    most are residents, every tenth was discharged months before the log starts, so
+    requests for them are denied (no_legitimate_relationship)."""
+    rng = random.Random(seed)
+    _people(rng, staff_per_service)
+    residents = _residents(rng, residents_per_service)
+    return {
+        "care_services": {
+            service: [
+                {"nhs_number": nhs, "status": "resident", "start": "2024-01-01"} if i % 10
+                else {"nhs_number": nhs, "status": "discharged", "start": "2024-01-01", "end": "2026-06-30"}
+                for i, (nhs, _) in enumerate(people)
+            ]
+            for service, people in residents.items()
+        }
+    }
+
+
 def events(
     n: int,
     seed: int = 0,
@@ -83,11 +114,7 @@ def events(
     """n events without their decisions (decide() fills those in)."""
     rng = random.Random(seed)
     staff = _people(rng, staff_per_service)
-    numbers = nhs_numbers()
-    residents = {
-        service: [(next(numbers), f"19{rng.randint(20, 50)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}") for _ in range(residents_per_service)]
-        for service in SERVICES
-    }
+    residents = _residents(rng, residents_per_service)
     moment = start or dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
     for i in range(n):
         moment += dt.timedelta(milliseconds=rng.randint(1, 400))
@@ -127,13 +154,29 @@ def events(
                 "jti": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             },
             "patient": {"nhs_number": nhs, "dob": dob},
+            # Tokens bound to the resident; now and then one minted for someone else.
+            "requested_record": {"nhs_number": nhs if rng.random() < 0.99 else rng.choice(residents[service])[0]},
             "action": action,
             "sections": sections,
-            "request": {"id": decision_id, "time": stamp, "client": client, "purpose": "directcare"},
+            "request": {
+                "id": decision_id, "time": stamp, "date": moment.astimezone(LONDON).date().isoformat(),
+                "client": client, "purpose": "directcare",
+            },
         }
         event.reason_for_request = event.opa_input["subject"]["reason_for_request"]
         event.latency_ms = round(rng.uniform(3, 40), 3)
         yield event
+
+
+def _archive_roster(document: dict[str, Any], archive: Path, opa: str) -> Path:
+    from bundles import roster as roster_bundle  # the release tooling, as replay's candidate build uses
+
+    with tempfile.TemporaryDirectory(prefix="lcr-roster-") as tmp:
+        revision = roster_bundle.build(document, Path(tmp), opa=opa, publish=False)
+        target = archive / f"{revision}.tar.gz"
+        if not target.exists():
+            shutil.copy(Path(tmp) / "archive" / f"{revision}.tar.gz", target)
+    return target
 
 
 def _who(event: AuditEvent, person: Person) -> None:
@@ -200,11 +243,16 @@ def generate(
     key_id: str | None = None,
     progress: Any = None,
 ) -> int:
-    """Append n synthetic decisions made by `bundle` (archived as `revision`) to the store."""
+    """Append n synthetic decisions made by `bundle` (archived as `revision`) to the store.
+
+    The decisions are made with the roster of roster(seed), signed with the DEV key (or
+    $LCR_BUNDLE_SIGNING_KEY) and archived beside `bundle`, where replay looks for it.
+    """
     rng = random.Random(seed + 1)
     cache: dict[str, Any] = {}
     written = 0
-    with OpaServer(bundle, opa, verification_key=verification_key, key_id=key_id) as server:
+    roster_file = _archive_roster(roster(seed), bundle.parent, opa)
+    with OpaServer(bundle, opa, verification_key=verification_key, key_id=key_id, extra_bundles=[roster_file]) as server:
         footprint = input_footprint(server.policies(), DEFAULT_ENTRYPOINT)
         batch: list[AuditEvent] = []
         for event in events(n, seed=seed, failures=failures):

@@ -20,6 +20,7 @@ from bundles.build import build
 from sidecar import create_app
 from sidecar.devtoken import mint
 from tests import processes
+from tests.roster import publish_seed_roster
 from tests.bundles.test_delivery import changed_policies, drop_admin_appointments
 
 RESULTS = Path(__file__).resolve().parent / "results" / "shadow.json"
@@ -28,7 +29,7 @@ BODY = {"nhs_number": "9990000018", "dob": "1938-04-12"}
 
 def _timings(app, n: int) -> list[float]:
     client = app.test_client()
-    token = mint("admin")
+    token = mint("admin", nhs_number=BODY["nhs_number"])
     out = []
     for _ in range(n):
         started = time.perf_counter()
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         live_out, cand_out = tmp / "live", tmp / "candidate"
         build(live_out)
         build(cand_out, changed_policies(tmp, drop_admin_appointments))
+        for out in (live_out, cand_out):
+            publish_seed_roster(out, processes.opa_binary())
         started = [
             live_server := processes.start_bundle_server(live_out / "serve", tmp),
             cand_server := processes.start_bundle_server(cand_out / "serve", tmp),

@@ -112,19 +112,26 @@ def generate(url: str, rate: float, seconds: float, key_file: str, kid: str, out
     from cryptography.hazmat.primitives import serialization
 
     from sidecar.devtoken import mint
+    from sidecar.identifiers import nhs_number_check_digit_ok
 
     key = serialization.load_pem_private_key(Path(key_file).read_bytes(), password=None)
-    tokens: dict[str, tuple[float, str]] = {}
+    tokens: dict[tuple[str, str | None], tuple[float, str]] = {}
+    # One staff member per kind of request; the one whose lookups find no record is a new
+    # colleague every 4 requests, as in a home, since five in an hour from one person is
+    # identifier probing, which the policy stops (docs/relationships.md).
     token_lock = threading.Lock()
 
-    def token(level: str | None) -> str:
+    def token(level: str | None, nhs_number: Any, staff: str) -> str:
         if level is None:
             return "not-a-token"
+        # Bound to the resident asked about, as the care app mints them (an invalid number: unbound).
+        valid = isinstance(nhs_number, str) and len(nhs_number) == 10 and nhs_number.isdigit()
+        nhs = nhs_number if valid and nhs_number_check_digit_ok(nhs_number) else None
         with token_lock:
-            minted, value = tokens.get(level, (0.0, ""))
+            minted, value = tokens.get((staff, nhs), (0.0, ""))
             if time.monotonic() - minted > 60:  # tokens live 5 minutes: renew every minute
-                value = mint(level, lifetime=300, private_key=key, kid=kid)
-                tokens[level] = (time.monotonic(), value)
+                value = mint(level, sub=staff, lifetime=300, private_key=key, kid=kid, nhs_number=nhs)
+                tokens[(staff, nhs)] = (time.monotonic(), value)
             return value
 
     rng = random.Random(seed)
@@ -137,6 +144,9 @@ def generate(url: str, rate: float, seconds: float, key_file: str, kid: str, out
     lock = threading.Lock()
     start = time.monotonic() + 0.5
 
+    def staff_of(kind: Kind, i: int) -> str:
+        return f"soak-{kind.name}-{i // 4 if kind.expect == 404 else 0}"
+
     def sender() -> None:
         with requests.Session() as session:
             while (item := slots.get()) is not None:
@@ -146,7 +156,7 @@ def generate(url: str, rate: float, seconds: float, key_file: str, kid: str, out
                 if kind.random_sections:
                     body["sections"] = list(sections[i])
                 try:
-                    r = session.post(url + kind.path, json=body, headers={"Authorization": f"Bearer {token(kind.level)}"}, timeout=30)
+                    r = session.post(url + kind.path, json=body, headers={"Authorization": f"Bearer {token(kind.level, body.get('nhs_number'), staff_of(kind, i))}"}, timeout=30)
                     status = r.status_code
                 except requests.RequestException:
                     status = 0

@@ -38,7 +38,18 @@ def render(
                 # OPA starts from the last activated bundle when the bundle server is down.
                 "persist": True,
                 "polling": {"min_delay_seconds": min_delay_seconds, "max_delay_seconds": max_delay_seconds},
-            }
+            },
+            # The care app's roster of service users (bundles/roster.py), a bundle of its own
+            # so it can change every few seconds without a policy release. Its root
+            # (`roster`) is disjoint from the policy's (`lcr`). Signed and persisted the same
+            # way; it is personal data, and OPA's persistence directory holds a copy.
+            "roster": {
+                "service": "bundles",
+                "resource": "roster.tar.gz",
+                "signing": {"keyid": key_id},
+                "persist": True,
+                "polling": {"min_delay_seconds": min_delay_seconds, "max_delay_seconds": max_delay_seconds},
+            },
         },
         # Bundle download/activation times as Prometheus gauges: readiness reads them.
         "status": {"prometheus": True},

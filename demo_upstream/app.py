@@ -21,6 +21,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,29 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Load at startup, so a malformed file stops the server instead of failing requests.
     app.extensions[EXTENSION] = store_module.load(str(app.config["DATA_DIR"]))
     app.register_blueprint(bp)
+    _count_calls(app)
     app.register_error_handler(FhirError, _render_fhir_error)
     app.register_error_handler(HTTPException, _render_http_error)
     return app
+
+
+def _count_calls(app: Flask) -> None:
+    """Count the FHIR requests this process served: `GET /_demo/calls` → {"fhir_requests": n}.
+
+    Lets tests check that a request the policy refuses never reached the LCR (the
+    relationship rule is decided before any lookup). Not part of the FHIR API.
+    """
+    lock, served = threading.Lock(), [0]
+
+    @app.before_request
+    def counted() -> None:
+        if request.path.startswith(PREFIX):
+            with lock:
+                served[0] += 1
+
+    @app.get("/_demo/calls")
+    def calls() -> dict[str, int]:
+        return {"fhir_requests": served[0]}
 
 
 def _store() -> Store:

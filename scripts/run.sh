@@ -24,6 +24,11 @@ wait_for() {  # url name log
 
 revision=$("$PY/python" -m bundles.build --out var/bundles)
 echo "built and signed policy bundle $revision (DEV-ONLY signing key)"
+# The care app's roster of service users (who each care service looks after): a bundle of
+# its own. Publish a changed roster the same way; OPA picks it up within seconds.
+ROSTER_FILE=${ROSTER_FILE:-dev/roster.json}
+roster_revision=$("$PY/python" -m bundles.roster "$ROSTER_FILE" --out var/bundles)
+echo "built and signed roster bundle $roster_revision from $ROSTER_FILE"
 "$PY/python" -m bundles.opa_config --out var/opa/config.yaml --persistence-directory var/opa/persist >/dev/null
 
 "$PY/gunicorn" --bind "127.0.0.1:$BUNDLE_PORT" --workers 1 "bundles.serve:create_app('var/bundles/serve')" \
@@ -50,18 +55,20 @@ cat <<TXT
 
 LCR access sidecar is running (logs in var/log/, audit trail in var/audit.db):
   sidecar        http://127.0.0.1:$SIDECAR_PORT   (POST /v1/record, POST /v1/menu; /readyz, /metrics)
-  OPA            http://127.0.0.1:$OPA_PORT   (policy revision $revision)
+  OPA            http://127.0.0.1:$OPA_PORT   (policy $revision, roster $roster_revision)
   bundle server  http://127.0.0.1:$BUNDLE_PORT
   demo LCR FHIR  http://127.0.0.1:$UPSTREAM_PORT/fhir
 
-Demo tokens (DEV-ONLY key, valid 5 minutes; mint more with: $PY/python -m sidecar.devtoken --level LEVEL):
+Demo tokens for Margaret Thompson (NHS 999 000 0018, born 1938-04-12), a resident of
+Rosewood House (VM101). Each token is bound to her record (requested_record) and valid 5
+minutes (DEV-ONLY key); mint more with: $PY/python -m sidecar.devtoken --level LEVEL --nhs-number NHS
 TXT
 for level in no_access admin senior_carer registered_manager; do
-  printf '  export TOKEN_%s=%s\n' "${level^^}" "$("$PY/python" -m sidecar.devtoken --level "$level")"
+  printf '  export TOKEN_%s=%s\n' "${level^^}" "$("$PY/python" -m sidecar.devtoken --level "$level" --nhs-number 9990000018)"
 done
 cat <<TXT
 
-Try the same resident (Margaret Thompson, NHS 999 000 0018, born 1938-04-12) as each level:
+Try the same resident as each level:
   curl -s -X POST http://127.0.0.1:$SIDECAR_PORT/v1/record -H "Authorization: Bearer \$TOKEN_ADMIN" \\
        -H 'Content-Type: application/json' -d '{"nhs_number": "999 000 0018", "dob": "1938-04-12"}' | python3 -m json.tool | head -40
   (then \$TOKEN_SENIOR_CARER, \$TOKEN_REGISTERED_MANAGER, \$TOKEN_NO_ACCESS)
@@ -71,6 +78,18 @@ Which sections the left-hand menu should show:
 The audit trail:
   $PY/sqlite-utils var/audit.db --table \\
        'select seq, time, subject_id, access_level, outcome, http_status, sections_returned from decisions'
+Who each care service looks after is $ROSTER_FILE; after a change, publish it with
+  $PY/python -m bundles.roster $ROSTER_FILE --out var/bundles
+
+Only a care service's own residents: Walter Hughes (999 000 0050) lives at Thames View
+(VM102), so a Rosewood House senior carer is refused his record, before it is looked up:
+TXT
+hughes=$("$PY/python" -m sidecar.devtoken --level senior_carer --nhs-number 9990000050)
+printf '  → '
+curl -s -X POST "http://127.0.0.1:$SIDECAR_PORT/v1/record" -H "Authorization: Bearer $hughes" \
+  -H 'Content-Type: application/json' -d '{"nhs_number": "9990000050", "dob": "1936-09-30"}' \
+  | python3 -c 'import json,sys; i=json.load(sys.stdin)["issue"][0]; print(i["details"]["coding"][0]["code"], "-", i["diagnostics"])'
+cat <<TXT
 
 Press Ctrl-C to stop.
 TXT

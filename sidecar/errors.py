@@ -144,6 +144,13 @@ class AccessDenied(LcrError):
         super().__init__(f"{self.message} Reasons: {', '.join(reasons) or 'none given'}.")
 
 
+class TokenPatientMismatch(AccessDenied):
+    # The token was minted for another resident: a replayed or leaked token, or a care app
+    # bug. Its own code so the care app (and whoever is on call) can tell it from a denial.
+    code = "token-patient-mismatch"
+    message = "This token was issued for another resident's record."
+
+
 class NoMatchingRecord(LcrError):
     # One generic answer whichever identifier failed: naming it would let anyone probe
     # the register one field at a time.

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from . import errors
 
+#: the identifier system of an NHS number (FHIR UK Core: https://fhir.nhs.uk/Id/nhs-number)
+NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+
 # Ten ASCII digits, or 3-3-4 separated by spaces or by hyphens — one kind, in both places —
 # as people type them; nothing else (no tabs, no other digits: `str.isdigit` and `\d` would
 # take Arabic-Indic or full-width ones). Spaces around the value are trimmed, nothing more.

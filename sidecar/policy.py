@@ -27,6 +27,8 @@ DECISION_PACKAGE = "lcr.access"
 DECISION_RULE = "decision"
 REDACT_PACKAGE = "lcr.redact"
 REDACT_RULE = "result"
+POLICY_BUNDLE = "lcr"
+ROSTER_BUNDLE = "roster"
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,15 @@ def _strings(value: Any) -> bool:
 
 
 def _revision(answer: dict[str, Any]) -> str:
+    """The policy bundle's revision from OPA's provenance.
+
+    With the policy bundle (`lcr`) beside the roster bundle, the policy's revision: the
+    roster's is part of the decision itself (`roster_revision`), so the audit row holds both.
+    Any other set of bundles is named in full (`name@revision,…`), which replay refuses.
+    """
     bundles = (answer.get("provenance") or {}).get("bundles") or {}
+    if POLICY_BUNDLE in bundles and set(bundles) <= {POLICY_BUNDLE, ROSTER_BUNDLE}:
+        return str(bundles[POLICY_BUNDLE].get("revision") or "unknown")
     if len(bundles) == 1:
         return str(next(iter(bundles.values())).get("revision") or "unknown")
     return ",".join(f"{name}@{b.get('revision', '')}" for name, b in sorted(bundles.items())) or "unknown"

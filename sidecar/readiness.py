@@ -37,6 +37,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from . import errors
 
 BUNDLE = "lcr"
+ROSTER_BUNDLE = "roster"  # the care app's service users (bundles/roster.py)
+#: both must be activated, signed and fresh: a stale roster would keep discharged residents
+#: visible and new admissions invisible
+BUNDLES = (BUNDLE, ROSTER_BUNDLE)
 REACHED = "last_success_bundle_request"  # the last download request answered 200 or 304
 ACTIVATED = "last_success_bundle_activation"  # read only for the active revision's label
 _BUNDLE_GAUGES = (REACHED, ACTIVATED)
@@ -230,45 +234,50 @@ class ReadinessProbe:
 
     def _opa_bundle_active(self) -> dict[str, Any]:
         ok = self._opa.check_health({"bundles": "true"})
-        return {"ok": ok, "detail": "bundle activated" if ok else "OPA is unreachable or has not activated the policy bundle"}
+        detail = "bundles activated" if ok else "OPA is unreachable or has not activated the policy and roster bundles"
+        return {"ok": ok, "detail": detail}
 
     def _signature_required(self) -> dict[str, Any]:
         # OPA activates only verified bundles when signing is configured for the bundle.
         try:
             config = self._opa.get_config()["result"]
-            keyid = config["bundles"][BUNDLE]["signing"]["keyid"]
+            keyids = {name: config["bundles"][name]["signing"]["keyid"] for name in BUNDLES}
         except (requests.RequestException, ValueError, KeyError, TypeError):
-            return {"ok": False, "detail": "OPA is not configured to verify the bundle's signature"}
-        return {"ok": bool(keyid), "detail": f"signature verified with key {keyid}"}
+            return {"ok": False, "detail": "OPA is not configured to verify the policy and roster bundles' signatures"}
+        ok = all(keyids.values())
+        return {"ok": ok, "detail": "signatures verified with " + ", ".join(f"{n}: {k}" for n, k in keyids.items())}
 
     def _bundle_fresh(self) -> dict[str, Any]:
         try:
             # OPA's /metrics is large (Go runtime, HTTP histograms): parse only the two
             # bundle gauges, or every worker spends a few % of its CPU on this once a second.
             wanted = "\n".join(line for line in self._opa.get_metrics().splitlines() if line.startswith(_BUNDLE_GAUGES))
-            families = {f.name: f for f in text_string_to_metric_families(wanted + "\n")}
+            # Without TYPE lines each sample line parses as a family of its own: keep them all.
+            samples = [sample for family in text_string_to_metric_families(wanted + "\n") for sample in family.samples]
         except (requests.RequestException, ValueError) as exc:
             # OPA did not answer: whether the bundle is fresh is unknown, and OPA is unavailable.
             return {"ok": False, "detail": f"OPA metrics unreadable ({type(exc).__name__})", "unreachable": True}
-        reached_ns = 0.0
+        reached = {name: 0.0 for name in BUNDLES}
         revision = None
-        for sample in getattr(families.get(REACHED), "samples", []):
-            if sample.labels.get("name") == BUNDLE:
-                reached_ns = max(reached_ns, sample.value)
-        for sample in getattr(families.get(ACTIVATED), "samples", []):
-            if sample.labels.get("name") == BUNDLE:
+        for sample in samples:
+            name = sample.labels.get("name")
+            if sample.name == REACHED and name in reached:
+                reached[name] = max(reached[name], sample.value)
+            elif sample.name == ACTIVATED and name == BUNDLE:
                 revision = sample.labels.get("active_revision", revision)
         limit = self.max_bundle_age_seconds
-        if reached_ns <= 0:
+        never = [name for name, ns in reached.items() if ns <= 0]
+        if never:
             # Absent, or Go's zero time (negative in ns since 1970): not since OPA started. A
             # bundle OPA loaded from its persistence directory is of unknown age: stale.
-            detail = f"OPA has not reached the bundle server since it started (limit {limit:g}s)"
+            detail = f"OPA has not reached the bundle server for {', '.join(never)} since it started (limit {limit:g}s)"
             return {"ok": False, "detail": detail, "age_seconds": None, "revision": revision}
-        reached = reached_ns / 1e9
-        age = time.time() - reached
+        # The older of the two decides: both bundles must be current.
+        oldest = min(reached.values()) / 1e9
+        age = time.time() - oldest
         ok = age <= limit
-        detail = f"bundle server last reached {age:.1f}s ago (limit {limit:g}s)"
-        return {"ok": ok, "detail": detail, "age_seconds": round(age, 1), "revision": revision, "fresh_until": reached + limit}
+        detail = f"bundle server last reached {age:.1f}s ago for every bundle (limit {limit:g}s)"
+        return {"ok": ok, "detail": detail, "age_seconds": round(age, 1), "revision": revision, "fresh_until": oldest + limit}
 
     def _audit_writable(self) -> dict[str, Any]:
         try:

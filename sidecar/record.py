@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import sqlite3
 import time
 import uuid
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ from flask import Blueprint, Response, current_app, request
 
 from audit_store import AuditEvent, AuditStore, AuditWriteError
 
-from . import errors, fastjson, identifiers, metrics, redact
+from . import errors, fastjson, identifiers, metrics, redact, tokens
 from .identifiers import PatientIdentifiers
 from .outcome import operation_outcome
 from .policy import Decision, PolicyClient
@@ -92,6 +94,8 @@ def menu() -> Response:
         decide(access)
         _services().upstream.find_patient(access.patient)  # type: ignore[arg-type]
         access.body = {"record_available": True, "sections": access.decision.sections}  # type: ignore[union-attr]
+    except errors.TokenPatientMismatch as error:
+        return _finish(access, error)  # not an answer about this resident: a refused request
     except (errors.AccessDenied, errors.NoMatchingRecord) as error:
         # The menu's question has an ordinary answer here: do not show the record.
         access.body = {"record_available": False, "sections": [], "reason": error.code}
@@ -146,17 +150,23 @@ def check_ready(access: Access) -> None:
 
 def decide(access: Access) -> None:
     assert access.subject is not None and access.patient is not None
+    requested = tokens.requested_nhs_number(access.subject)
     opa_input = {
         "subject": access.subject,
         "patient": access.patient.as_input(),
+        "requested_record": {"nhs_number": requested} if requested else None,
         "action": access.event.action,
         "sections": access.requested,
         "request": {
             "id": access.event.decision_id,
             "time": access.event.time,
+            # The day in London, which the roster's dates are in (the time alone would make
+            # every decision's input distinct, and replay could share no evaluation).
+            "date": london_date(access.event.time),
             "client": access.event.client,
             "purpose": access.subject.get("reason_for_request"),
         },
+        "history": history(access),
     }
     access.event.opa_input = opa_input
     decision = _services().policy.decide(opa_input)
@@ -169,7 +179,36 @@ def decide(access: Access) -> None:
     metrics.observe_revision(decision.revision)
     shadow(access, opa_input, decision)
     if not decision.allow:
+        if "token_patient_mismatch" in decision.reasons:
+            raise errors.TokenPatientMismatch(decision.reasons)
         raise errors.AccessDenied(decision.reasons)
+
+
+LONDON = zoneinfo.ZoneInfo("Europe/London")
+
+
+def london_date(utc_time: str) -> str:
+    """The date in London (YYYY-MM-DD) at a UTC ISO 8601 time such as 2026-06-30T23:30:00.000000Z."""
+    moment = dt.datetime.fromisoformat(utc_time.replace("Z", "+00:00"))
+    return moment.astimezone(LONDON).date().isoformat()
+
+
+def history(access: Access) -> dict[str, Any]:
+    """How the caller's requests ended in the last HISTORY_WINDOW_SECONDS, from the audit store.
+
+    It is part of the decision's input (so the decision replays exactly) and the policy
+    reads it for identifier probing; counting is all that happens here.
+    Raises errors.AuditUnavailable when the store cannot be read: no history, no decision.
+    """
+    window = int(current_app.config["HISTORY_WINDOW_SECONDS"])
+    now = dt.datetime.fromisoformat(access.event.time.replace("Z", "+00:00"))
+    since = (now - dt.timedelta(seconds=window)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    try:
+        counts = _services().audit.recent_activity(str(access.event.subject_id), since)
+    except sqlite3.Error as exc:
+        log.error("audit history unreadable decision_id=%s: %s", access.event.decision_id, type(exc).__name__)
+        raise errors.AuditUnavailable() from None
+    return {"window_seconds": window, "since": since, **counts}
 
 
 def shadow(access: Access, opa_input: dict[str, Any], decision: Decision) -> None:

@@ -55,6 +55,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Ed25519 private key (PEM) that signs audit checkpoints; unset: a DEV-ONLY key is generated beside AUDIT_DB.",
     ),
     Setting("AUDIT_CHECKPOINT_EVERY", 1000, "Sign the audit chain head every this many rows (0: only with `lcr-audit checkpoint`)."),
+    Setting(
+        "HISTORY_WINDOW_SECONDS",
+        3600,
+        "The caller's recent answers from the audit store (input.history) cover this long; the policy's identifier-probing cool-off reads them.",
+    ),
     Setting("AUDIT_BUSY_TIMEOUT_MS", 2000, "Wait this long for a locked audit store before failing closed."),
     Setting("TOKEN_ISSUER", "https://care-app.dev.lcr.example", "Expected `iss` of care-app tokens."),
     Setting("TOKEN_AUDIENCE", "lcr-sidecar", "Expected `aud` of care-app tokens."),

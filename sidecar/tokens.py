@@ -22,6 +22,7 @@ import jwt
 from audit_store.events import storable_text
 
 from . import errors
+from .identifiers import NHS_NUMBER_SYSTEM, parse_nhs_number
 from .lru import Lru
 
 # The claims the policy may depend on; anything else in the token is dropped so the
@@ -39,6 +40,7 @@ SUBJECT_CLAIMS = (
     "reason_for_request",
     "lcr_access_level",
     "lcr_audit_role",
+    "requested_record",
 )
 
 #: the longest value (in characters) of a claim the decision or the audit row depends on
@@ -132,7 +134,34 @@ class TokenVerifier:
             )
         kept = {name: claims[name] for name in SUBJECT_CLAIMS if name in claims}
         _check_claims(kept)
+        if "requested_record" in kept:
+            requested_nhs_number(kept)  # a malformed claim is refused once, when the token is first seen
         return _escaped(kept)
+
+
+def requested_nhs_number(claims: dict[str, Any]) -> str | None:
+    """The NHS number of the resident the token was minted for (10 digits), or None.
+
+    The claim is modelled on GP Connect's `requested_record` (a FHIR Patient naming the
+    record by identifier): {"resourceType": "Patient", "identifier": [{"system":
+    "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018"}]}, the value in any form
+    identifiers.parse_nhs_number accepts. Whether it must be present and match the request
+    is the policy's (token_binding). Raises errors.Unauthenticated when the claim is there
+    but is not exactly one valid NHS number in that shape.
+    """
+    claim = claims.get("requested_record")
+    if claim is None:
+        return None
+    identifiers = claim.get("identifier") if isinstance(claim, dict) else None
+    if not isinstance(claim, dict) or claim.get("resourceType") != "Patient" or not isinstance(identifiers, list):
+        raise errors.Unauthenticated("The token's 'requested_record' claim is not a Patient with identifiers.")
+    values = [i.get("value") for i in identifiers if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM]
+    if len(values) != 1:
+        raise errors.Unauthenticated("The token's 'requested_record' claim must name exactly one NHS number.")
+    try:
+        return parse_nhs_number(values[0])
+    except errors.InvalidRequest:
+        raise errors.Unauthenticated("The token's 'requested_record' NHS number is not valid.") from None
 
 
 def _check_claims(claims: dict[str, Any]) -> None:

@@ -40,9 +40,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import errors, fastjson, metrics
-from .identifiers import PatientIdentifiers
+from .identifiers import NHS_NUMBER_SYSTEM, PatientIdentifiers
 
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}", re.ASCII)
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -17,6 +17,8 @@ from sidecar import create_app
 from sidecar.devtoken import mint
 
 from . import processes
+from .roster import Roster
+from .tokens import BoundToken
 
 TEST_KID = "care-app-test-1"
 
@@ -32,7 +34,15 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundle_revision(run_dir: Path) -> str:
+def roster(run_dir: Path) -> Roster:
+    """The session's roster of service users (tests/roster.py), published beside the policy."""
+    made = Roster(run_dir / "bundles", processes.opa_binary())
+    made.publish()
+    return made
+
+
+@pytest.fixture(scope="session")
+def bundle_revision(run_dir: Path, roster: Roster) -> str:
     return build(run_dir / "bundles", opa=processes.opa_binary())
 
 
@@ -80,12 +90,14 @@ def jwks_file(run_dir: Path, signing_key: rsa.RSAPrivateKey) -> Path:
 
 @pytest.fixture(scope="session")
 def token(private_pem: bytes) -> Callable[..., str]:
-    """token("senior_carer", org="VM101", ...) → a token signed with the test key."""
+    """token("senior_carer", org="VM101", ...) → a token signed with the test key, bound
+    to the seed resident 9990000018 unless `nhs_number=` names another (None: unbound)."""
 
-    def make(level: str | None, **kw: Any) -> str:
+    def make(level: str | None, nhs_number: str | None = "9990000018", **kw: Any) -> str:
         kw.setdefault("private_key", private_pem)
         kw.setdefault("kid", TEST_KID)
-        return mint(level, **kw)
+        value = mint(level, nhs_number=nhs_number, **kw)
+        return BoundToken(value, lambda other: make(level, nhs_number=other, **kw))
 
     return make
 

@@ -82,12 +82,13 @@ _KEY: Any = None
 QUIET_BUDGET_S = 60.0  # most a run waits, in all, for other load on the machine to pass
 
 
-def token() -> str:
-    """A fresh registered_manager token from the dev key (loaded once: parsing it is slow)."""
+def token(nhs_number: str | None = None) -> str:
+    """A fresh registered_manager token from the dev key (loaded once: parsing it is slow),
+    bound to the resident asked about (the typical one unless named)."""
     global _KEY
     if _KEY is None:
         _KEY = serialization.load_pem_private_key(DEV_PRIVATE_KEY.read_bytes(), password=None)
-    return mint(LEVEL, lifetime=300, private_key=_KEY)
+    return mint(LEVEL, lifetime=300, private_key=_KEY, nhs_number=nhs_number or TYPICAL["nhs_number"])
 
 
 class Bench:
@@ -105,10 +106,10 @@ class Bench:
         full, quick = DURATIONS[phase]
         return quick if self.quick else full
 
-    def fresh_tokens(self) -> Path:
+    def fresh_tokens(self, nhs_number: str) -> Path:
         # Minted up front (300 s lifetime, the sidecar's maximum); re-minted before every
         # wrk run so none expires during one.
-        self.tokens_file.write_text("\n".join(token() for _ in range(TOKENS)) + "\n")
+        self.tokens_file.write_text("\n".join(token(nhs_number) for _ in range(TOKENS)) + "\n")
         return self.tokens_file
 
     def body_file(self, body: dict[str, Any]) -> Path:
@@ -119,7 +120,7 @@ class Bench:
     def load(self, server: str, body: dict[str, Any], seconds: int, connections: int, rate: float | None = None,
              url: str | None = None) -> wrk.WrkResult:
         url = (url or getattr(self.world, server).url) + "/v1/record"
-        body_file, tokens = self.body_file(body), self.fresh_tokens()
+        body_file, tokens = self.body_file(body), self.fresh_tokens(body["nhs_number"])
         roles = self.world.roles()
         role_before = {name: cpu.tree_seconds(pid) for name, pid in roles.items()}
         before = cpu.sample()
@@ -349,7 +350,7 @@ def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
             record = fetch_record(upstream, body)
             # The deployed configuration (OPA_TIMEOUT_SECONDS 0.5) on this record, once:
             t = time.perf_counter()
-            default = requests.post(world.sidecar.url + "/v1/record", json=body, headers={"Authorization": f"Bearer {token()}"}, timeout=60)  # type: ignore[union-attr]
+            default = requests.post(world.sidecar.url + "/v1/record", json=body, headers={"Authorization": f"Bearer {token(body['nhs_number'])}"}, timeout=60)  # type: ignore[union-attr]
             default_ms = (time.perf_counter() - t) * 1000
             seconds = bench.d("scale") * (2 if size >= 5000 else 1)
             sidecar = _merge([bench.load("sidecar", body, seconds, 1, url=scaling.url)])

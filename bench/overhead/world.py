@@ -25,6 +25,7 @@ import requests
 from bundles.build import build
 from demo_upstream.generate import random_record, valid_nhs_number
 from tests import processes
+from tests.roster import Roster
 
 ROOT = Path(__file__).resolve().parents[2]
 RESIDENTS = ROOT / "demo_upstream" / "residents"
@@ -87,10 +88,15 @@ class World:
     def start_processes_only(self, sizes: list[int]) -> "World":
         """Bundle, bundle server, OPA and the upstream: what the sidecar talks to."""
         self.revision = build(self.run_dir / "bundles", opa=processes.opa_binary())
+        data_dir = self._data_dir(sizes)
+        # Every resident benchmarked lives at the care service the tokens name (VM101).
+        roster = Roster(self.run_dir / "bundles", processes.opa_binary())
+        roster.services["VM101"].update({r.nhs_number: {"status": "resident", "start": "2024-01-01"} for r in self.residents.values()})
+        roster.publish()
         self.bundle_server = processes.start_bundle_server(self.run_dir / "bundles" / "serve", self.run_dir)
         self.opa_port = processes.free_port()
         self.start_opa()
-        self.upstream = self.start_upstream(self._data_dir(sizes))
+        self.upstream = self.start_upstream(data_dir)
         return self
 
     def start_upstream(self, data_dir: Path) -> processes.Process:

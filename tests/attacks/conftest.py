@@ -14,6 +14,8 @@ from sidecar import create_app
 from .. import processes
 from ..redaction.metamorph import paths_of
 from . import cases, world
+from ..roster import Roster
+from ..tokens import bound_to
 
 
 @dataclass
@@ -24,17 +26,20 @@ class Served:
 
     def ask(self, bearer: str, case: world.Case) -> tuple[world.Resident, Any]:
         resident = self.world.residents[case.id]
-        response = self.client.post("/v1/record", json=resident.request(), headers={"Authorization": f"Bearer {bearer}"})
+        response = self.client.post("/v1/record", json=resident.request(), headers={"Authorization": f"Bearer {bound_to(bearer, resident.nhs_number)}"})
         return resident, response
 
 
 @pytest.fixture(scope="session")
-def attack_world(tmp_path_factory: pytest.TempPathFactory, opa: processes.Process, jwks_file: Path) -> Iterator[Served]:
+def attack_world(
+    tmp_path_factory: pytest.TempPathFactory, opa: processes.Process, jwks_file: Path, roster: Roster
+) -> Iterator[Served]:
     built = world.World()
     for case in cases.ALL:
         built.add(case)
     data_dir = tmp_path_factory.mktemp("attack-residents")
     built.write(data_dir)
+    roster.admit([r.nhs_number for r in built.residents.values()], [opa.url])
     logs = tmp_path_factory.mktemp("attack-logs")
     upstream = processes.start_upstream(logs, data_dir)
     app = create_app(test_config=processes.sidecar_test_config(opa.url, upstream.url + "/fhir", logs / "audit.db", jwks_file))

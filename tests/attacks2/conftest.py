@@ -16,6 +16,8 @@ from .. import processes
 from ..attacks import world
 from ..redaction.metamorph import paths_of
 from . import cases, stub
+from ..roster import Roster
+from ..tokens import bound_to
 
 PAGE_SIZE = 3
 
@@ -28,7 +30,7 @@ class Served:
 
     def ask(self, bearer: str, case: world.Case, endpoint: str = "/v1/record") -> tuple[world.Resident, Any]:
         resident = self.world.residents[case.id]
-        response = self.client.post(endpoint, json=resident.request(), headers={"Authorization": f"Bearer {bearer}"})
+        response = self.client.post(endpoint, json=resident.request(), headers={"Authorization": f"Bearer {bound_to(bearer, resident.nhs_number)}"})
         return resident, response
 
 
@@ -42,12 +44,15 @@ def _pages(r: world.Resident, base: str, case_id: str) -> list[list[dict[str, An
 
 
 @pytest.fixture(scope="session")
-def attack2_world(tmp_path_factory: pytest.TempPathFactory, opa: processes.Process, jwks_file: Path) -> Iterator[Served]:
+def attack2_world(
+    tmp_path_factory: pytest.TempPathFactory, opa: processes.Process, jwks_file: Path, roster: Roster
+) -> Iterator[Served]:
     built = world.World(seed=43)
     server = stub.Stub()
     for case in cases.ALL:
         r = built.add(case)
         server.add(r.patient, _pages(r, server.url, case.id))
+    roster.admit([r.nhs_number for r in built.residents.values()], [opa.url])
     logs = tmp_path_factory.mktemp("attack2-logs")
     app = create_app(test_config=processes.sidecar_test_config(opa.url, server.url, logs / "audit.db", jwks_file))
     try:

@@ -34,10 +34,10 @@ def run_replay(db: Path, archive: Path, opa_bin: str, **kw) -> rp.ReplayReport:
         conn.close()
 
 
-def run_impact(db: Path, candidate: Path, opa_bin: str, **kw) -> rp.ImpactReport:
+def run_impact(db: Path, candidate: Path, opa_bin: str, archive: Path, **kw) -> rp.ImpactReport:
     conn = sqlite3.connect(db, isolation_level=None)
     try:
-        return rp.impact(conn, candidate, Filters(), options(opa_bin, **kw))
+        return rp.impact(conn, candidate, Filters(), options(opa_bin, archive=archive, **kw))
     finally:
         conn.close()
 
@@ -115,6 +115,8 @@ def test_a_tampered_archive_is_not_replayed(log_copy, archive, bundle_revision, 
     bad = tmp_path / "archive"
     bad.mkdir()
     (bad / f"{bundle_revision}.tar.gz").write_bytes((archive / f"{bundle_revision}.tar.gz").read_bytes()[:-100])
+    for roster in archive.glob("roster-*.tar.gz"):  # the rosters intact: only the policy was tampered with
+        (bad / roster.name).write_bytes(roster.read_bytes())
     report = run_replay(log_copy, bad, opa_bin)
     assert report.reproduced == 0
     assert any("does not load" in reason for reason in report.unreplayable)
@@ -154,12 +156,12 @@ def test_impact_of_removing_alerts_from_admin_is_exactly_the_admins_alerts(synth
                 expected[(level, service, "*", "access revoked")] += 1
     conn.close()
     assert narrowed > 50
-    report = run_impact(synthetic_log, candidate, opa_bin)
+    report = run_impact(synthetic_log, candidate, opa_bin, archive)
     assert report.changes == expected
     assert (report.narrowed, report.widened, report.mixed) == (narrowed, 0, 0)
     assert report.evaluated == report.unchanged + report.narrowed + report.other
 
-    out = CliRunner().invoke(cli, ["impact", "--db", str(synthetic_log), "--candidate", str(candidate), "--opa", opa_bin,
+    out = CliRunner().invoke(cli, ["impact", "--db", str(synthetic_log), "--candidate", str(candidate), "--opa", opa_bin, "--archive", str(archive),
                                    "--format", "csv", "--fail-on-change", "--no-progress"])
     assert out.exit_code == 1, out.output
     lines = out.stdout.splitlines()
@@ -169,7 +171,7 @@ def test_impact_of_removing_alerts_from_admin_is_exactly_the_admins_alerts(synth
 
 def test_impact_of_an_unchanged_candidate_is_nothing(synthetic_log, archive, bundle_revision, opa_bin, tmp_path):
     candidate = candidate_from_archive(archive, bundle_revision, tmp_path / "same")
-    out = CliRunner().invoke(cli, ["impact", "--db", str(synthetic_log), "--candidate", str(candidate), "--opa", opa_bin,
+    out = CliRunner().invoke(cli, ["impact", "--db", str(synthetic_log), "--candidate", str(candidate), "--opa", opa_bin, "--archive", str(archive),
                                    "--format", "json", "--fail-on-change", "--no-progress"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
@@ -181,7 +183,7 @@ def test_impact_of_a_candidate_bundle_that_widens(synthetic_log, archive, bundle
     data = json.loads((candidate / "data.json").read_text())
     data["lcr"]["config"]["access_levels"]["admin"].append("allergies")
     (candidate / "data.json").write_text(json.dumps(data))
-    report = run_impact(synthetic_log, candidate, opa_bin)
+    report = run_impact(synthetic_log, candidate, opa_bin, archive)
     assert report.widened > 0 and report.narrowed == 0
     assert {key[2:] for key in report.changes} == {("allergies", "section gained")}
     assert all(key[0] == "admin" for key in report.changes)

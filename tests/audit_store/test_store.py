@@ -208,4 +208,4 @@ def test_rows_never_hold_the_token_or_record_content(client, token, app):
                 assert given not in stored
     row = list(app.extensions["lcr"].audit.rows())[0]
     assert json.loads(row["sections_returned"]) and len(row["response_sha256"]) == 64
-    assert set(json.loads(row["opa_input"])) == {"subject", "patient", "action", "sections", "request"}
+    assert set(json.loads(row["opa_input"])) == {"subject", "patient", "requested_record", "action", "sections", "request", "history"}

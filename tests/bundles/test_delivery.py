@@ -23,14 +23,16 @@ from bundles.build import POLICIES, build, publish_bundle
 
 from .. import processes
 from ..seed_table import FULL
+from ..roster import publish_seed_roster
 
 ADMIN_INPUT = {
     "subject": {"sub": "s1", "requesting_organization": "VM101", "reason_for_request": "directcare",
                 "lcr_access_level": "admin"},
     "patient": {"nhs_number": "9990000018", "dob": "1938-04-12"},
+    "requested_record": {"nhs_number": "9990000018"},
     "action": "record.read",
     "sections": [],
-    "request": {"id": "t", "time": "2026-11-25T00:00:00Z"},
+    "request": {"id": "t", "time": "2026-11-25T00:00:00Z", "date": "2026-11-25"},
 }
 
 
@@ -58,6 +60,7 @@ def decide(opa: processes.Process) -> tuple[list[str], str]:
 def delivery(tmp_path: Path) -> Iterator[dict[str, Any]]:
     out = tmp_path / "bundles"
     revision = build(out, opa=processes.opa_binary())
+    publish_seed_roster(out, processes.opa_binary())
     server = processes.start_bundle_server(out / "serve", tmp_path)
     opa = processes.start_opa(server.url, tmp_path)
     yield {"out": out, "revision": revision, "server": server, "opa": opa, "tmp": tmp_path}

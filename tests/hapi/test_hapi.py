@@ -12,6 +12,7 @@ import requests
 
 from ..seed_table import DUPLICATE, FULL, LEVELS, PARTIAL_DOB, SMALL
 from .conftest import RESIDENTS, resident_files
+from ..tokens import bound_to
 
 EXPECTED = json.loads((Path(__file__).parent.parent / "fixtures" / "expected_sections.json").read_text())
 
@@ -48,7 +49,7 @@ def _classified(key: tuple[str, str]) -> bool:
 
 
 def fetch(client: Any, token: str, body: dict[str, str]) -> Any:
-    return client.post("/v1/record", json=body, headers={"Authorization": f"Bearer {token}"})
+    return client.post("/v1/record", json=body, headers={"Authorization": f"Bearer {bound_to(token, body.get('nhs_number'))}"})
 
 
 def test_every_resident_file_is_requested() -> None:

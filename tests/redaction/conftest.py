@@ -15,6 +15,8 @@ from sidecar import create_app
 
 from .. import processes
 from . import cases, metamorph
+from ..roster import Roster
+from ..tokens import bound_to
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Served:
         return self.world.records[case]
 
     def ask(self, bearer: str, body: dict[str, Any], client: Any = None) -> Any:
-        return (client or self.client).post("/v1/record", json=body, headers={"Authorization": f"Bearer {bearer}"})
+        return (client or self.client).post("/v1/record", json=body, headers={"Authorization": f"Bearer {bound_to(bearer, body.get('nhs_number'))}"})
 
     def upstream_pages(self, record: metamorph.Record) -> list[str]:
         """The resident's `$everything` straight from the upstream, every page's raw body."""
@@ -43,13 +45,16 @@ class Served:
 
 
 @pytest.fixture(scope="session")
-def redaction_world(tmp_path_factory: pytest.TempPathFactory, opa: processes.Process, jwks_file: Path) -> Iterator[Served]:
+def redaction_world(
+    tmp_path_factory: pytest.TempPathFactory, opa: processes.Process, jwks_file: Path, roster: Roster
+) -> Iterator[Served]:
     port = processes.free_port()
     world = metamorph.World(f"http://127.0.0.1:{port}/fhir")
     for base_id, forms in cases.all_cases():
         world.build(base_id, forms)
     data_dir = tmp_path_factory.mktemp("redaction-residents")
     world.write(data_dir)
+    roster.admit([record.nhs_number for record in world.records.values()], [opa.url])
     logs = tmp_path_factory.mktemp("redaction-logs")
     upstream = processes.start_upstream(logs, data_dir, port=port)
     app = create_app(test_config=processes.sidecar_test_config(opa.url, upstream.url + "/fhir", logs / "audit.db", jwks_file))

@@ -18,6 +18,7 @@ from demo_upstream.generate import random_labelled_record, valid_nhs_number
 from .. import processes
 from ..fhir_pages import all_entries, references
 from ..seed_table import ALL_SECTIONS, LEVELS
+from ..roster import Roster
 
 SUPPORTING = {"Organization", "Practitioner", "PractitionerRole", "Location"}
 RESIDENTS = 16
@@ -25,7 +26,9 @@ CASES_PER_RESIDENT = 6
 
 
 @pytest.fixture(scope="module")
-def random_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[processes.Process, list[dict[str, Any]]]]:
+def random_world(
+    tmp_path_factory: pytest.TempPathFactory, roster: Roster, opa: processes.Process
+) -> Iterator[tuple[processes.Process, list[dict[str, Any]]]]:
     rng = random.Random(20261125)
     data_dir = tmp_path_factory.mktemp("random-residents")
     residents = []
@@ -40,6 +43,7 @@ def random_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pro
         bundle, labels = random_labelled_record(rng, f"rnd{n}", nhs_number, dob, rng.choice([0, 1, 5, 20, 60]))
         (data_dir / f"rnd{n}.json").write_text(json.dumps(bundle))
         residents.append({"nhs_number": nhs_number, "dob": dob, "patient_id": f"rnd{n}", "labels": labels})
+    roster.admit([r["nhs_number"] for r in residents], [opa.url])
     server = processes.start_upstream(data_dir, data_dir)
     for r in residents:
         # What the LCR itself returns for the resident ($everything skips unreferenced
@@ -70,7 +74,7 @@ def test_only_allowed_sections_leave(make_app, token, random_world, resident, le
     response = app.test_client().post(
         "/v1/record",
         json={"nhs_number": r["nhs_number"], "dob": r["dob"], "sections": requested},
-        headers={"Authorization": f"Bearer {token(level)}"},
+        headers={"Authorization": f"Bearer {token(level, nhs_number=r['nhs_number'])}"},
     )
     permitted = LEVELS[level]
     if not permitted:

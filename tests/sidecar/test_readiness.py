@@ -23,6 +23,7 @@ from sidecar import errors
 
 from .. import processes
 from ..seed_table import FULL
+from ..roster import publish_seed_roster
 
 
 @pytest.fixture
@@ -30,6 +31,7 @@ def own_opa(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """An OPA with its own bundle server, so the test can take either away."""
     out = tmp_path / "bundles"
     revision = build(out, opa=processes.opa_binary())
+    publish_seed_roster(out, processes.opa_binary())
     server = processes.start_bundle_server(out / "serve", tmp_path)
     opa = processes.start_opa(server.url, tmp_path)
     world = {"opa": opa, "server": server, "revision": revision, "serve": out / "serve", "run": tmp_path}
@@ -39,13 +41,16 @@ def own_opa(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def reached_at(opa_url: str) -> float | None:
-    """When OPA last reached the bundle server (its own gauge, wall-clock seconds); None: not
-    since it started."""
+    """When OPA last reached the bundle server for both bundles, policy and roster (the older
+    of its two gauges, wall-clock seconds, as readiness reads them); None: not since it started."""
+    reached = {}
     for line in requests.get(opa_url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith('last_success_bundle_request{name="lcr"}'):
-            value = float(line.split()[-1])
-            return value / 1e9 if value > 0 else None
-    return None
+        for name in ("lcr", "roster"):
+            if line.startswith(f'last_success_bundle_request{{name="{name}"}}'):
+                reached[name] = float(line.split()[-1])
+    if len(reached) < 2 or min(reached.values()) <= 0:
+        return None
+    return min(reached.values()) / 1e9
 
 
 def restart_bundle_server(server: processes.Process, serve: Path, log_dir: Path) -> processes.Process:

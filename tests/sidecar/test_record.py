@@ -11,11 +11,14 @@ import requests
 
 from ..fhir_pages import all_entries, references
 from ..seed_table import ALL_SECTIONS, DUPLICATE, FULL, LEVELS, PARTIAL_DOB, SMALL
+from ..tokens import bound_to
 
 EXPECTED = json.loads((Path(__file__).parent.parent / "fixtures" / "expected_sections.json").read_text())
 
 
 def fetch(client: Any, token: str | None, body: Any, path: str = "/v1/record") -> Any:
+    if token and isinstance(body, dict):
+        token = bound_to(token, body.get("nhs_number"))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return client.post(path, json=body, headers=headers)
 

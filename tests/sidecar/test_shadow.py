@@ -13,12 +13,14 @@ from bundles.build import build
 from .. import processes
 from ..bundles.test_delivery import changed_policies, drop_admin_appointments
 from ..seed_table import FULL
+from ..roster import publish_seed_roster
 
 
 @pytest.fixture
 def candidate_opa(tmp_path: Path) -> Iterator[tuple[processes.Process, str]]:
     out = tmp_path / "candidate"
     revision = build(out, changed_policies(tmp_path, drop_admin_appointments), opa=processes.opa_binary())
+    publish_seed_roster(out, processes.opa_binary())
     server = processes.start_bundle_server(out / "serve", tmp_path)
     opa = processes.start_opa(server.url, tmp_path)
     yield opa, revision

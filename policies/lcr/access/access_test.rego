@@ -19,7 +19,10 @@ _input := {
 	"requested_record": {"nhs_number": "9990000018"},
 	"action": "record.read",
 	"sections": [],
-	"request": {"id": "0f9c", "time": "2026-11-25T12:00:00Z", "client": "127.0.0.1", "purpose": "directcare"},
+	"request": {
+		"id": "0f9c", "time": "2026-11-25T12:00:00Z", "date": "2026-11-25", "client": "127.0.0.1",
+		"purpose": "directcare",
+	},
 }
 
 # _input with the given subject attributes changed.

@@ -3,7 +3,7 @@
 # requesting care service (the roster the care app publishes as the `roster` bundle), only
 # for the resident the care app's token was minted for, and not while the staff member is
 # in an identifier-probing cool-off. Every date is compared with the request's own date
-# (input.request.time, read in Europe/London), never the clock, so a logged decision
+# (input.request.date, the request's day in London), never the clock, so a logged decision
 # replays exactly (docs/relationships.md).
 package lcr.access
 
@@ -57,8 +57,9 @@ _service_user := data.roster.care_services[input.subject.requesting_organization
 
 _has_requested_record if _non_empty_string(input.requested_record.nhs_number)
 
-# The request's date in London, as nanoseconds at that date's midnight (UTC-based, like _date).
-_today := _date(sprintf("%04d-%02d-%02d", time.date([time.parse_rfc3339_ns(input.request.time), "Europe/London"])))
+# The request's date in London (the sidecar's input.request.date), as nanoseconds at that
+# date's midnight like every _date.
+_today := _date(input.request.date)
 
 _date(text) := time.parse_ns("2006-01-02", text)
 

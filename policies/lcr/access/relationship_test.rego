@@ -4,7 +4,7 @@ import data.lcr.access
 
 # A senior carer at Rosewood House (VM101) asking on 2026-11-25 (London) for 9990000018.
 # _input on the given day, at noon UTC.
-_at(day) := object.union(_input, {"request": {"time": sprintf("%sT12:00:00Z", [day])}})
+_at(day) := object.union(_input, {"request": {"time": sprintf("%sT12:00:00Z", [day]), "date": day}})
 
 # A roster where Rosewood House (VM101) has the resident of _input as `user`.
 _one(user) := {"revision": "roster-sha256-r1", "care_services": {"VM101": {"9990000018": user}}}
@@ -111,25 +111,16 @@ test_unknown_status_or_bad_dates_are_no_relationship if {
 		with data.roster as _one({"status": "discharged", "start": "2024-01-01", "end": 20261120})
 }
 
-test_dates_are_london_dates if {
-	# 23:30 UTC on 2026-06-30 is already 1 July in London (BST).
-	user := {"status": "resident", "start": "2026-07-01", "end": null}
-	d := access.decision with input as object.union(_input, {"request": {"time": "2026-06-30T23:30:00Z"}})
-		with data.roster as {"revision": "r", "care_services": {"VM101": {"9990000018": user}}}
-	d.allow
-	winter := access.decision with input as object.union(_input, {"request": {"time": "2026-12-31T23:30:00Z"}})
-		with data.roster as {"revision": "r", "care_services": {"VM101": {"9990000018": {
-			"status": "resident", "start": "2027-01-01",
-			"end": null,
-		}}}}
-	not winter.allow
-}
-
-test_unreadable_request_time_is_no_relationship if {
-	d := access.decision
-		with input as object.union(_input, {"request": {"time": "yesterday"}})
+test_unreadable_request_date_is_no_relationship if {
+	every day in ["yesterday", "2026-11-31", "", 20261125] {
+		d := access.decision
+			with input as object.union(_input, {"request": {"date": day}})
+			with data.roster as _roster
+		d.reasons == ["no_legitimate_relationship"]
+	}
+	access.decision.reasons == ["no_legitimate_relationship"]
+		with input as json.remove(_input, ["request/date"])
 		with data.roster as _roster
-	d.reasons == ["no_legitimate_relationship"]
 }
 
 test_resident_of_another_care_service if {
