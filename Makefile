@@ -28,8 +28,11 @@ hapi:  ## build the HAPI FHIR test server (tools/hapi) into the tools cache (fir
 	@scripts/hapi.sh jar >/dev/null
 	@echo "hapi:  $(HAPI_JAR)"
 
-bundle: venv tools  ## build and sign policies/ into var/bundles (serve/, archive/); render OPA's config
+ROSTER_FILE ?= dev/roster.json
+
+bundle: venv tools  ## build and sign policies/ and the roster ($(ROSTER_FILE)) into var/bundles (serve/, archive/); render OPA's config
 	$(PY) -m bundles.build --out var/bundles
+	$(PY) -m bundles.roster $(ROSTER_FILE) --out var/bundles
 	$(PY) -m bundles.opa_config --out var/opa/config.yaml --persistence-directory var/opa/persist
 
 run: venv tools  ## start OPA, bundle server, demo upstream and sidecar; Ctrl-C stops all
