@@ -10,11 +10,12 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 import audit_store
 
-from . import audit_trail, errors, metrics, settings
+from . import audit_trail, errors, metrics, pipeline, record, settings
 from .breaker import CircuitBreaker
+from .pipeline import Access, Services
 from .policy import PolicyClient
 from .readiness import ReadinessProbe
-from .record import Access, Services, _finish, bp, verify_caller
+from .steps import verify_caller
 from .tokens import TokenVerifier
 from .upstream import FhirUpstream
 
@@ -50,7 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
             else None
         ),
     )
-    app.register_blueprint(bp)
+    app.register_blueprint(record.bp)
     app.register_blueprint(audit_trail.bp)
     app.wsgi_app = _GuardedBody(app.wsgi_app)  # type: ignore[method-assign]
 
@@ -61,14 +62,14 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
         error = _oversize_head(request.environ)
         if error is None:
             return None
-        access = Access.begin(_action())
+        access = pipeline.begin(_action())
         if error.status != 414 and request.headers.get("Authorization"):
             try:
                 verify_caller(access)  # only so the row says who sent it; the answer is the same
             except errors.LcrError:
                 pass
         _note_method(access)
-        return _finish(access, error)
+        return pipeline.finish(access, error)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -130,9 +131,9 @@ def raw_method(method: str) -> str:
 
 def _refused(error: errors.LcrError) -> Response:
     """For requests that never reached an endpoint (unknown route, wrong method)."""
-    access = Access.begin(_action())
+    access = pipeline.begin(_action())
     _note_method(access)
-    return _finish(access, error)
+    return pipeline.finish(access, error)
 
 
 def _note_method(access: Access) -> None:

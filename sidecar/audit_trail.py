@@ -17,7 +17,9 @@ from flask import Blueprint, Response
 from audit_store import queries
 
 from . import errors
-from .record import Access, _bug, _finish, _services, check_ready, decide, validate_identifiers, verify_caller
+from .pipeline import Access, Answer, dispatch, services
+from .policy import Decision
+from .steps import Asked, check_ready, decide, validate_identifiers, verify_caller
 
 bp = Blueprint("audit_trail", __name__)
 
@@ -31,23 +33,19 @@ _WHEN = re.compile(
 
 @bp.post("/v1/audit-trail", provide_automatic_options=False)
 def audit_trail() -> Response:
-    access = Access.begin("audit.read")
-    try:
-        verify_caller(access)
-        validate_identifiers(access)
-        check_ready(access)
-        decide(access)
-        access.body = query_trail(access)
-    except errors.LcrError as error:
-        return _finish(access, error)
-    except Exception:
-        return _bug(access)
-    return _finish(access, None)
+    return dispatch("audit.read", read_audit_trail)
 
 
-def query_trail(access: Access) -> dict[str, Any]:
-    assert access.decision is not None and access.patient is not None and access.subject is not None
-    body = access.request_body
+def read_audit_trail(access: Access) -> Answer:
+    subject = verify_caller(access)
+    asked = validate_identifiers(access)
+    check_ready()
+    decision = decide(access, subject, asked)
+    return Answer(query_trail(access, subject, asked, decision))
+
+
+def query_trail(access: Access, subject: dict[str, Any], asked: Asked, decision: Decision) -> dict[str, Any]:
+    body = asked.body
     filters: dict[str, Any] = {name: body[name] for name in _FILTERS if name in body}
     for name in ("since", "until"):
         if name in filters and not (isinstance(filters[name], str) and _WHEN.match(filters[name])):
@@ -55,13 +53,13 @@ def query_trail(access: Access) -> dict[str, Any]:
     outcome = filters.get("outcome", "")
     if not (isinstance(outcome, str) or (isinstance(outcome, list) and all(isinstance(o, str) for o in outcome))):
         raise errors.QueryInvalid()
-    if access.decision.audit_scope != "all":
+    if decision.audit_scope != "all":
         # Fail closed: any scope other than "all" sees its own care service only.
-        filters["care_service"] = access.subject.get("requesting_organization")
+        filters["care_service"] = subject.get("requesting_organization")
     try:
         page = queries.who_accessed(
-            _services().audit,
-            access.patient.nhs_number,
+            services().audit,
+            asked.patient.nhs_number,
             after_seq=_whole(body.get("after_seq")),
             limit=_whole(body.get("limit")) or 100,
             **filters,
@@ -71,7 +69,7 @@ def query_trail(access: Access) -> dict[str, Any]:
         # for an outcome) are the caller's to fix, not a server error.
         raise errors.QueryInvalid() from None
     access.event.resources_returned = len(page["rows"])
-    return {"nhs_number": access.patient.nhs_number, "scope": access.decision.audit_scope, **page}
+    return {"nhs_number": asked.patient.nhs_number, "scope": decision.audit_scope, **page}
 
 
 def _whole(value: Any) -> int | None:
