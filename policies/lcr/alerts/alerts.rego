@@ -1,0 +1,281 @@
+# METADATA
+# title: LCR access monitoring
+# description: |
+#   Alerts for privacy officers over a window of the audit log (docs/monitoring.md).
+#   Pure: the window and the rows come from input, thresholds, severities and working
+#   hours from data.lcr.alerts (data.yaml), residents' family names from the roster
+#   bundle (data.roster). No clock, no network: the same input always gives the same
+#   alerts.
+#
+#   input.window: {"since", "until"} (RFC 3339, UTC); rows outside it are ignored.
+#   input.rows: the audit rows of the window, each {"seq", "time", "subject_id",
+#   "subject_name", "care_service", "action", "outcome", "error_code", "reasons",
+#   "nhs_number"}.
+#   input.history: request counts before the window, one per staff member, care
+#   service, action and UTC hour: {"subject_id", "care_service", "action", "hour",
+#   "count"}, hour as "2026-11-01T09:00:00Z".
+package lcr.alerts
+
+# METADATA
+# title: Report
+# description: |
+#   The alerts, most severe first, then by their first row; and the start of the
+#   history the unusual-volume rule compares with.
+# entrypoint: true
+report := {
+	"alerts": [entry[4] | some entry in _ordered],
+	"history_since": history_since,
+	"time_zone": _tz,
+}
+
+# METADATA
+# title: History start
+# description: |
+#   Where the history read for the unusual-volume rule starts: history_days before
+#   input.window.since (RFC 3339, UTC). The window's rows are never part of it.
+# entrypoint: true
+history_since := time.format([
+	time.add_date(_since_ns, 0, 0, 0 - _rules.unusual_volume.history_days),
+	"UTC", "2006-01-02T15:04:05.000000Z07:00",
+])
+
+# METADATA
+# title: Alerts raised
+# description: |
+#   One per rule and staff member (subject_id, care_service), or per rule, staff member
+#   and day for unusual volume: the rule, its severity, the rows behind it (seq
+#   numbers, with their count and first and last time) and a short message that names
+#   no resident.
+# scope: document
+raised contains _alert("identifier_probing", staff, found, message) if {
+	cfg := _rules.identifier_probing
+	some staff, entries in _by_staff
+	found := _bursts([e | some e in entries; _probe(e)], cfg.count, cfg.within_minutes)
+	count(found) > 0
+	message := sprintf(
+		"%d requests answered %s or denied for %s, at least %d of them within %d minutes",
+		[count(found), concat(" / ", cfg.outcomes), concat(" / ", cfg.reasons), cfg.count, cfg.within_minutes],
+	)
+}
+
+raised contains _alert("out_of_hours", staff, found, message) if {
+	some staff, entries in _by_staff
+	hours := _hours(staff[1])
+	found := {e |
+		some e in entries
+		e.action in _rules.out_of_hours.actions
+		not _inside(e.minute, hours)
+	}
+	count(found) > 0
+	message := sprintf(
+		"%d requests outside the care service's working hours (%s to %s, %s)",
+		[count(found), hours.start, hours.end, _tz],
+	)
+}
+
+raised contains _alert("unusual_volume", staff, found, message) if {
+	cfg := _rules.unusual_volume
+	some [staff, day] in _volume_days
+	found := {e |
+		some e in _by_staff[staff]
+		e.action in cfg.actions
+		e.day == day
+	}
+	count(found) >= cfg.min_count
+	daily := _history_daily[staff]
+	count(daily) >= cfg.min_history_days
+	median := _median(daily)
+	count(found) > cfg.factor * median
+	message := sprintf(
+		"%d requests on %s; their daily median is %v over %d days with requests in the %d days before",
+		[count(found), day, median, count(daily), cfg.history_days],
+	)
+}
+
+raised contains _alert("same_surname", staff, found, message) if {
+	cfg := _rules.same_surname
+	some staff, entries in _by_staff
+	found := {e |
+		some e in entries
+		e.action in cfg.actions
+		e.outcome in cfg.outcomes
+		_same_surname(e)
+	}
+	count(found) > 0
+	message := sprintf(
+		"%d requests for residents of the care service whose family name is the staff member's surname",
+		[count(found)],
+	)
+}
+
+raised contains _alert("repeated_denials", staff, found, message) if {
+	cfg := _rules.repeated_denials
+	some staff, entries in _by_staff
+	denials := [e |
+		some e in entries
+		e.outcome in cfg.outcomes
+		not _probe(e)
+	]
+	found := _bursts(denials, cfg.count, cfg.within_minutes)
+	count(found) > 0
+	message := sprintf(
+		"%d denied requests, at least %d of them within %d minutes",
+		[count(found), cfg.count, cfg.within_minutes],
+	)
+}
+
+_rules := data.lcr.alerts.rules
+
+_tz := data.lcr.alerts.time_zone
+
+_since_ns := time.parse_rfc3339_ns(input.window.since)
+
+_until_ns := time.parse_rfc3339_ns(input.window.until)
+
+# The window's rows that name a staff member, with their time in ns, their local day
+# and minute of the day, and the staff member's key [subject_id, care_service].
+_entries contains entry if {
+	some row in input.rows
+	_non_empty_string(row.subject_id)
+	ns := time.parse_rfc3339_ns(row.time)
+	ns >= _since_ns
+	ns < _until_ns
+	[hour, minute, _] := time.clock([ns, _tz])
+	entry := object.union(row, {
+		"ns": ns,
+		"day": _day(ns),
+		"minute": (hour * 60) + minute,
+		"staff": [row.subject_id, object.get(row, "care_service", null)],
+	})
+}
+
+_by_staff[staff] := {e | some e in _entries; e.staff == staff} if {
+	some staff in {e.staff | some e in _entries}
+}
+
+_day(ns) := sprintf("%04d-%02d-%02d", time.date([ns, _tz]))
+
+# -- identifier probing and repeated denials ------------------------------------------
+
+_probe(e) if e.outcome in _rules.identifier_probing.outcomes
+
+_probe(e) if {
+	some reason in e.reasons
+	reason in _rules.identifier_probing.reasons
+}
+
+# The entries that fall in some span of `minutes` (from one of them) holding at least
+# `n` of them.
+_bursts(entries, n, minutes) := {e |
+	some first in entries
+	span := {x |
+		some x in entries
+		x.ns >= first.ns
+		x.ns < first.ns + ((minutes * 60) * 1000000000)
+	}
+	count(span) >= n
+	some e in span
+}
+
+# -- working hours -----------------------------------------------------------------------
+
+_hours(service) := data.lcr.alerts.working_hours.care_services[service]
+
+_hours(service) := data.lcr.alerts.working_hours.default if {
+	not data.lcr.alerts.working_hours.care_services[service]
+}
+
+_inside(minute, hours) if {
+	_minutes(hours.start) <= _minutes(hours.end)
+	minute >= _minutes(hours.start)
+	minute < _minutes(hours.end)
+}
+
+_inside(minute, hours) if {
+	_minutes(hours.start) > _minutes(hours.end)
+	minute >= _minutes(hours.start)
+}
+
+_inside(minute, hours) if {
+	_minutes(hours.start) > _minutes(hours.end)
+	minute < _minutes(hours.end)
+}
+
+_minutes(text) := (to_number(h) * 60) + to_number(m) if [h, m] := split(text, ":")
+
+# -- unusual volume -------------------------------------------------------------------------
+
+_volume_days contains [e.staff, e.day] if {
+	some e in _entries
+	e.action in _rules.unusual_volume.actions
+}
+
+_history contains bucket if {
+	some raw in input.history
+	raw.action in _rules.unusual_volume.actions
+	ns := time.parse_rfc3339_ns(raw.hour)
+	ns >= time.parse_rfc3339_ns(history_since)
+	ns < _since_ns
+	bucket := {
+		"staff": [raw.subject_id, object.get(raw, "care_service", null)],
+		"day": _day(ns), "hour": raw.hour, "action": raw.action, "count": raw.count,
+	}
+}
+
+# Per staff member, their request count on each day of the history with any.
+_history_daily[staff] := [total |
+	some day in {b.day | some b in mine}
+	total := sum([b.count | some b in mine; b.day == day])
+] if {
+	some staff in {b.staff | some b in _history}
+	mine := [b | some b in _history; b.staff == staff]
+}
+
+_median(values) := sort(values)[(count(values) - 1) / 2] if {
+	count(values) % 2 == 1
+}
+
+_median(values) := (sort(values)[(count(values) / 2) - 1] + sort(values)[count(values) / 2]) / 2 if {
+	count(values) > 0
+	count(values) % 2 == 0
+}
+
+# -- same surname -----------------------------------------------------------------------------
+
+_same_surname(e) if {
+	family := lower(trim_space(data.roster.care_services[e.care_service][e.nhs_number].family_name))
+	family != ""
+	family == _surname(e.subject_name)
+}
+
+_surname(name) := lower(parts[count(parts) - 1]) if {
+	parts := [p | some p in split(trim_space(name), " "); p != ""]
+	count(parts) > 0
+}
+
+# -- the alert ----------------------------------------------------------------------------------
+
+_alert(rule, staff, found, message) := {
+	"rule": rule,
+	"severity": _rules[rule].severity,
+	"subject_id": staff[0],
+	"subject_name": object.get(_first(found), "subject_name", null),
+	"care_service": staff[1],
+	"seqs": sort([e.seq | some e in found]),
+	"count": count(found),
+	"first_time": min({e.time | some e in found}),
+	"last_time": max({e.time | some e in found}),
+	"message": message,
+}
+
+_first(found) := e if {
+	some e in found
+	e.seq == min({x.seq | some x in found})
+}
+
+_ordered := sort([[data.lcr.alerts.severities[a.severity], a.seqs[0], a.rule, a.subject_id, a] | some a in raised])
+
+_non_empty_string(value) if {
+	is_string(value)
+	value != ""
+}
