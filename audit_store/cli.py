@@ -23,6 +23,7 @@ from .queries import Filters, QueryError
 
 DEFAULT_DB = "var/audit.db"
 DEFAULT_ARCHIVE = "var/bundles/archive"
+DEFAULT_SERVE = Path("var/bundles/serve")
 
 
 class CliError(click.ClickException):
@@ -565,6 +566,92 @@ def _impact_table(report: replay_mod.ImpactReport) -> None:
             click.echo(f"… {len(rows) - 100} more rows (use --format csv)")
     rate = report.selected / report.seconds if report.seconds else 0.0
     click.echo(f"\n{report.selected} decisions in {report.seconds:.1f}s ({rate:,.0f}/s); {report.evaluations} evaluations in {report.opa_calls} OPA calls")
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+
+@cli.command("alerts")
+@db_option
+@click.option("--since", help="From this time (UTC, ISO 8601; a date alone is the start of that day). Default: 24 hours before --until.")
+@click.option("--until", help="Before this time (UTC, ISO 8601; a date alone includes that whole day). Default: now.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--bundle", type=click.Path(dir_okay=False, path_type=Path), default=str(DEFAULT_SERVE / "lcr.tar.gz"), show_default=True,
+              help="Policy bundle with the alert rules (default: the published one).")
+@click.option("--roster", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"Roster bundle (data.roster) for the same-surname rule. Default: {DEFAULT_SERVE / 'roster.tar.gz'} when present.")
+@click.option("--verification-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="LCR_BUNDLE_VERIFICATION_KEY",
+              help="Public key the bundles must be signed with (default $LCR_BUNDLE_VERIFICATION_KEY, else the DEV key).")
+@click.option("--key-id", envvar="LCR_BUNDLE_SIGNING_KEY_ID", help="Signing key id (default $LCR_BUNDLE_SIGNING_KEY_ID or lcr-bundle-signing).")
+@click.option("--skip-verify", is_flag=True, help="Load the bundles without checking their signatures.")
+@click.option("--opa", "opa_bin", envvar="LCR_OPA_BIN", help="opa binary (default $LCR_OPA_BIN, else the pinned one via scripts/tools.sh).")
+def alerts_cmd(db: Path, since: str | None, until: str | None, fmt: str, bundle: Path, roster: Path | None,
+               verification_key: Path | None, key_id: str | None, skip_verify: bool, opa_bin: str | None) -> None:
+    """Access monitoring: the alert rules of the policy bundle over a window of the log.
+
+    Rules (policies/lcr/alerts, thresholds in its data.yaml): identifier probing, access
+    outside the care service's working hours, unusual volume against the staff member's
+    own history, a resident with the staff member's surname, repeated denials. Each alert
+    names the rule, the staff member, the rows behind it (seq) and a severity.
+    Exits 0 when there are no alerts, 1 when there are, 2 when they could not be computed.
+
+    \b
+    Examples:
+      lcr-audit alerts                                  # the last 24 hours
+      lcr-audit alerts --since 2026-11-29 --until 2026-11-29 --format json
+      lcr-audit alerts --bundle var/bundles/archive/sha256-….tar.gz --roster roster.tar.gz
+    """
+    from bundles.build import DEFAULT_KEY_ID, DEV_VERIFICATION_KEY
+
+    from . import alerts as alerts_mod
+
+    db = _db_path(db)
+    if roster is None and (DEFAULT_SERVE / "roster.tar.gz").is_file():
+        roster = DEFAULT_SERVE / "roster.tar.gz"
+    try:
+        report = alerts_mod.run(
+            db, since, until, opa=_opa(opa_bin), bundle=bundle, roster=roster,
+            verification_key=None if skip_verify else (verification_key or DEV_VERIFICATION_KEY),
+            key_id=None if skip_verify else (key_id or DEFAULT_KEY_ID),
+        )
+    except alerts_mod.AlertsError as exc:
+        raise CliError(str(exc)) from None
+    if fmt == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        _alerts_table(report)
+    click.echo(f"{len(report.alerts)} alerts", err=True)
+    sys.exit(1 if report.alerts else 0)
+
+
+def _alerts_table(report: Any) -> None:
+    click.echo(
+        f"window {report.since[:19].replace('T', ' ')} to {report.until[:19].replace('T', ' ')} UTC: {report.rows} rows; "
+        f"history from {report.history_since[:10]}; policy {report.policy_revision or 'unknown'}; "
+        + (f"roster {report.roster_revision or 'unknown'}" if report.roster_revision else "no roster (same_surname not checked)")
+    )
+    click.echo()
+    _print_table(
+        [
+            {
+                "severity": a.get("severity"),
+                "rule": a.get("rule"),
+                "staff": " ".join(x for x in (a.get("subject_id"), f"({a['subject_name']})" if a.get("subject_name") else None) if x) or "-",
+                "service": a.get("care_service") or "-",
+                "rows": a.get("count"),
+                "first (UTC)": str(a.get("first_time") or "")[:19].replace("T", " "),
+                "last (UTC)": str(a.get("last_time") or "")[:19].replace("T", " "),
+                "seq": _seq_list(a.get("seqs") or []),
+                "message": a.get("message"),
+            }
+            for a in report.alerts
+        ]
+    )
+
+
+def _seq_list(seqs: list[int], shown: int = 6) -> str:
+    text = ", ".join(str(s) for s in seqs[:shown])
+    return text + (f", … (+{len(seqs) - shown})" if len(seqs) > shown else "")
 
 
 def main() -> None:

@@ -49,13 +49,13 @@ history_since := time.format([
 # scope: document
 raised contains _alert("identifier_probing", staff, found, message) if {
 	cfg := _rules.identifier_probing
+	message := sprintf(
+		"%d+ %s within %d minutes",
+		[cfg.count, concat(" / ", array.concat(cfg.outcomes, cfg.reasons)), cfg.within_minutes],
+	)
 	some staff, entries in _by_staff
 	found := _bursts([e | some e in entries; _probe(e)], cfg.count, cfg.within_minutes)
 	count(found) > 0
-	message := sprintf(
-		"%d requests answered %s or denied for %s, at least %d of them within %d minutes",
-		[count(found), concat(" / ", cfg.outcomes), concat(" / ", cfg.reasons), cfg.count, cfg.within_minutes],
-	)
 }
 
 raised contains _alert("out_of_hours", staff, found, message) if {
@@ -67,10 +67,7 @@ raised contains _alert("out_of_hours", staff, found, message) if {
 		not _inside(e.minute, hours)
 	}
 	count(found) > 0
-	message := sprintf(
-		"%d requests outside the care service's working hours (%s to %s, %s)",
-		[count(found), hours.start, hours.end, _tz],
-	)
+	message := sprintf("outside working hours %s to %s %s", [hours.start, hours.end, _tz])
 }
 
 raised contains _alert("unusual_volume", staff, found, message) if {
@@ -87,13 +84,14 @@ raised contains _alert("unusual_volume", staff, found, message) if {
 	median := _median(daily)
 	count(found) > cfg.factor * median
 	message := sprintf(
-		"%d requests on %s; their daily median is %v over %d days with requests in the %d days before",
-		[count(found), day, median, count(daily), cfg.history_days],
+		"%d requests on %s; daily median %v over %d active days",
+		[count(found), day, median, count(daily)],
 	)
 }
 
 raised contains _alert("same_surname", staff, found, message) if {
 	cfg := _rules.same_surname
+	message := "resident's family name is the staff member's surname"
 	some staff, entries in _by_staff
 	found := {e |
 		some e in entries
@@ -102,14 +100,11 @@ raised contains _alert("same_surname", staff, found, message) if {
 		_same_surname(e)
 	}
 	count(found) > 0
-	message := sprintf(
-		"%d requests for residents of the care service whose family name is the staff member's surname",
-		[count(found)],
-	)
 }
 
 raised contains _alert("repeated_denials", staff, found, message) if {
 	cfg := _rules.repeated_denials
+	message := sprintf("%d+ denials within %d minutes", [cfg.count, cfg.within_minutes])
 	some staff, entries in _by_staff
 	denials := [e |
 		some e in entries
@@ -118,10 +113,6 @@ raised contains _alert("repeated_denials", staff, found, message) if {
 	]
 	found := _bursts(denials, cfg.count, cfg.within_minutes)
 	count(found) > 0
-	message := sprintf(
-		"%d denied requests, at least %d of them within %d minutes",
-		[count(found), cfg.count, cfg.within_minutes],
-	)
 }
 
 _rules := data.lcr.alerts.rules
