@@ -2,8 +2,8 @@
 
 One group, verb commands, an example in every --help. Library errors become CLI errors only
 here. Exit codes: 0 fine; 1 the check failed (chain broken, decisions diverged, candidate
-changes access with --fail-on-change); 2 the command could not run (bad option, no store,
-no OPA).
+changes access with --fail-on-change, alerts found); 2 the command could not run (bad
+option, no store, no OPA).
 """
 
 from __future__ import annotations
@@ -84,13 +84,14 @@ def _filters(**kw: Any) -> Filters:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli() -> None:
     """Auditors' tools for the LCR sidecar's decision log: verify it, query it, export it,
-    replay its decisions.
+    replay its decisions, raise access alerts.
 
     \b
       lcr-audit verify
       lcr-audit who-accessed "999 000 0018" --since 2026-11-01
       lcr-audit replay --archive var/bundles/archive
       lcr-audit impact --candidate path/to/policies --fail-on-change
+      lcr-audit alerts --since 2026-11-29
     """
 
 
