@@ -9,7 +9,7 @@ only reads the log and hands it to a real OPA (`opa.OpaServer`, the same way rep
 
 1. OPA says how far back the history goes (`data.lcr.alerts.history_since` for the window);
 2. the window's rows are read as they are stored, a few columns each (`ROW_FIELDS`), and
-   the history as request counts per staff member, care service, action and UTC hour;
+   the history as request counts per staff member and care service, by action and UTC hour;
 3. OPA evaluates `data.lcr.alerts.report` over that input and returns the alerts.
 
 Nothing here decides what is suspicious. The resident's NHS number goes to OPA (the roster
@@ -102,16 +102,17 @@ def window_rows(conn: sqlite3.Connection, since: str, until: str) -> list[dict[s
 
 
 def history(conn: sqlite3.Connection, since: str, until: str) -> list[dict[str, Any]]:
-    """Requests in [since, until) counted per staff member, care service, action and UTC hour."""
+    """Requests in [since, until) counted per action and UTC hour, one entry per staff member
+    and care service: {"subject_id", "care_service", "counts": [{"hour", "action", "count"}]}."""
     sql = (
         f"SELECT subject_id, care_service, action, substr(time, 1, 13) || ':00:00Z' AS hour, count(*) "
         f"FROM {TABLE} WHERE time >= ? AND time < ? AND subject_id IS NOT NULL "
-        f"GROUP BY subject_id, care_service, action, hour ORDER BY hour, subject_id, care_service, action"
+        f"GROUP BY subject_id, care_service, action, hour ORDER BY subject_id, care_service, hour, action"
     )
-    return [
-        {"subject_id": s, "care_service": c, "action": a, "hour": h, "count": n}
-        for s, c, a, h, n in conn.execute(sql, (since, until))
-    ]
+    staff: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for subject_id, care_service, action, hour, n in conn.execute(sql, (since, until)):
+        staff.setdefault((subject_id, care_service), []).append({"hour": hour, "action": action, "count": n})
+    return [{"subject_id": s, "care_service": c, "counts": counts} for (s, c), counts in staff.items()]
 
 
 def run(
@@ -157,7 +158,7 @@ def run(
         history_since=history_since,
         time_zone=str(report.get("time_zone")),
         rows=len(rows),
-        history_buckets=len(buckets),
+        history_buckets=sum(len(h["counts"]) for h in buckets),
         policy_revision=revisions.get(str(bundle)) or _only(revisions, exclude=extra),
         roster_revision=roster_revision if isinstance(roster_revision, str) else None,
         alerts=report["alerts"],

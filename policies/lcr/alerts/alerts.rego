@@ -11,9 +11,9 @@
 #   input.rows: the audit rows of the window, each {"seq", "time", "subject_id",
 #   "subject_name", "care_service", "action", "outcome", "error_code", "reasons",
 #   "nhs_number"}.
-#   input.history: request counts before the window, one per staff member, care
-#   service, action and UTC hour: {"subject_id", "care_service", "action", "hour",
-#   "count"}, hour as "2026-11-01T09:00:00Z".
+#   input.history: request counts before the window, one entry per staff member and
+#   care service, {"subject_id", "care_service", "counts": [{"hour", "action",
+#   "count"}]}, one count per action and UTC hour, hour as "2026-11-01T09:00:00Z".
 package lcr.alerts
 
 # METADATA
@@ -156,16 +156,14 @@ _probe(e) if {
 }
 
 # The entries that fall in some span of `minutes` (from one of them) holding at least
-# `n` of them.
-_bursts(entries, n, minutes) := {e |
-	some first in entries
-	span := {x |
-		some x in entries
-		x.ns >= first.ns
-		x.ns < first.ns + ((minutes * 60) * 1000000000)
-	}
-	count(span) >= n
-	some e in span
+# `n` of them: in time order, those in a run of n consecutive entries whose first and
+# last are less than `minutes` apart (linear in the entries, not quadratic).
+_bursts(entries, n, minutes) := {by_seq[order[j][1]] |
+	by_seq := {e.seq: e | some e in entries}
+	order := sort([[e.ns, e.seq] | some e in entries])
+	some start in numbers.range(0, count(order) - n)
+	order[(start + n) - 1][0] - order[start][0] < (minutes * 60) * 1000000000
+	some j in numbers.range(start, (start + n) - 1)
 }
 
 # -- working hours -----------------------------------------------------------------------
@@ -201,25 +199,22 @@ _volume_days contains [e.staff, e.day] if {
 	e.action in _rules.unusual_volume.actions
 }
 
-_history contains bucket if {
-	some raw in input.history
-	raw.action in _rules.unusual_volume.actions
-	ns := time.parse_rfc3339_ns(raw.hour)
-	ns >= time.parse_rfc3339_ns(history_since)
-	ns < _since_ns
-	bucket := {
-		"staff": [raw.subject_id, object.get(raw, "care_service", null)],
-		"day": _day(ns), "hour": raw.hour, "action": raw.action, "count": raw.count,
-	}
-}
-
-# Per staff member, their request count on each day of the history with any.
+# Per staff member, their request count on each local day of the history with any.
 _history_daily[staff] := [total |
 	some day in {b.day | some b in mine}
 	total := sum([b.count | some b in mine; b.day == day])
 ] if {
-	some staff in {b.staff | some b in _history}
-	mine := [b | some b in _history; b.staff == staff]
+	start := time.parse_rfc3339_ns(history_since)
+	some h in input.history
+	staff := [h.subject_id, object.get(h, "care_service", null)]
+	mine := [{"day": _day(ns), "count": c.count} |
+		some c in h.counts
+		c.action in _rules.unusual_volume.actions
+		ns := time.parse_rfc3339_ns(c.hour)
+		ns >= start
+		ns < _since_ns
+	]
+	count(mine) > 0
 }
 
 _median(values) := sort(values)[(count(values) - 1) / 2] if {
@@ -250,18 +245,16 @@ _alert(rule, staff, found, message) := {
 	"rule": rule,
 	"severity": _rules[rule].severity,
 	"subject_id": staff[0],
-	"subject_name": object.get(_first(found), "subject_name", null),
+	"subject_name": object.get(by_seq[seqs[0]], "subject_name", null),
 	"care_service": staff[1],
-	"seqs": sort([e.seq | some e in found]),
+	"seqs": seqs,
 	"count": count(found),
 	"first_time": min({e.time | some e in found}),
 	"last_time": max({e.time | some e in found}),
 	"message": message,
-}
-
-_first(found) := e if {
-	some e in found
-	e.seq == min({x.seq | some x in found})
+} if {
+	by_seq := {e.seq: e | some e in found}
+	seqs := sort(object.keys(by_seq))
 }
 
 _ordered := sort([[data.lcr.alerts.severities[a.severity], a.seqs[0], a.rule, a.subject_id, a] | some a in raised])
