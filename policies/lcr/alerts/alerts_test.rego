@@ -244,7 +244,8 @@ test_volume_median_of_an_even_number_of_days_and_hours_summed if {
 }
 
 test_volume_history_is_the_staff_members_own if {
-	others := object.union(_in(_day_of(40), []), {"history": [_history("VM101-staff-002", _days(numbers.range(20, 28), 1))]})
+	theirs := [_history("VM101-staff-002", _days(numbers.range(20, 28), 1))]
+	others := object.union(_in(_day_of(40), []), {"history": theirs})
 	found := alerts.raised with input as others
 	count(_of("unusual_volume", found)) == 0
 }
