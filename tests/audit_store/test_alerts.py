@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from audit_store import AuditEvent, AuditStore
 from audit_store.cli import cli
 from audit_store.synthetic import nhs_numbers
-from bundles.build import DEFAULT_KEY_ID, DEV_SIGNING_KEY
+from bundles.roster import build as build_roster
 
 UTC = dt.timezone.utc
 DAY = dt.date(2026, 11, 29)  # the window: in November London time is UTC
@@ -113,6 +113,9 @@ def generate(path: Path, checkpoint_key: Path) -> tuple[dict[str, set[int]], dic
                         reasons=["section_unknown"], nhs=rng.choice(own))
     # Requests that end before anyone is known (no token), at night: no staff member, no alert.
     log.add(None, _at(DAY, 3, 10), outcome="unauthenticated")
+    # Half an hour without a roster (the platform's failure, not the staff member's): no alert.
+    for minute in range(0, 31, 6):
+        log.add("VM101-staff-001", _at(DAY, 12, minute), outcome="denied", reasons=["roster_not_loaded"], nhs=next(iter(ROSTER["VM101"])))
 
     # 1. identifier probing: three unmatched NHS numbers and a resident of another home in 25 minutes.
     for minute in (0, 7, 15):
@@ -159,24 +162,26 @@ def policy_bundle(run_dir: Path, bundle_revision: str) -> Path:
     return run_dir / "bundles" / "serve" / "lcr.tar.gz"
 
 
+def _published(roster: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The roster as the care app publishes it (bundles/roster.py)."""
+    return {"care_services": {ods: [{"nhs_number": n, **user} for n, user in users.items()] for ods, users in roster.items()}}
+
+
 @pytest.fixture(scope="module")
-def roster_bundle(tmp_path_factory: pytest.TempPathFactory, opa_bin: str) -> Path:
-    """A signed bundle with root `roster`, shaped as the care app's roster is published."""
-    return _roster_bundle(tmp_path_factory.mktemp("roster"), opa_bin, signed=True)
+def roster_bundle(tmp_path_factory: pytest.TempPathFactory, opa_bin: str) -> tuple[Path, str]:
+    """The roster built, signed and published as the care app's would be; and its revision."""
+    out = tmp_path_factory.mktemp("roster")
+    revision = build_roster(_published(ROSTER), out, opa=opa_bin)
+    return out / "serve" / "roster.tar.gz", revision
 
 
-def _roster_bundle(work: Path, opa_bin: str, signed: bool) -> Path:
+def _unsigned_roster(work: Path, opa_bin: str) -> Path:
     stage = work / "bundle"
-    stage.mkdir()
+    (stage / "roster").mkdir(parents=True)
     (stage / ".manifest").write_text(json.dumps({"roots": ["roster"]}))
-    (stage / "data.json").write_text(json.dumps({"roster": {"revision": "roster-sha256-planted", "care_services": ROSTER}}))
-    (work / "claims.json").write_text(json.dumps({"keyid": DEFAULT_KEY_ID}))
+    (stage / "roster" / "data.json").write_text(json.dumps({"revision": "roster-sha256-unsigned", "care_services": ROSTER}))
     out = work / "roster.tar.gz"
-    signing = ["--signing-key", str(DEV_SIGNING_KEY), "--claims-file", str(work / "claims.json")] if signed else []
-    subprocess.run(
-        [opa_bin, "build", "--bundle", ".", "--revision", "roster-sha256-planted", *signing, "--output", str(out)],
-        check=True, cwd=stage, capture_output=True,
-    )
+    subprocess.run([opa_bin, "build", "--bundle", ".", "--output", str(out)], check=True, cwd=stage, capture_output=True)
     return out
 
 
@@ -187,7 +192,8 @@ def _alerts(db: Path, bundle: Path, opa_bin: str, *args: str) -> tuple[int, Any,
 
 def test_alerts_find_each_planted_pattern_and_nothing_else(planted, policy_bundle, roster_bundle, opa_bin):
     db, expected = planted
-    code, out, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(roster_bundle),
+    roster, revision = roster_bundle
+    code, out, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(roster),
                              "--since", "2026-11-29", "--until", "2026-11-29", "--format", "json")
     assert code == 1, err
     report = json.loads(out)
@@ -202,7 +208,7 @@ def test_alerts_find_each_planted_pattern_and_nothing_else(planted, policy_bundl
         "repeated_denials": ("VM102-staff-002", "VM102", "medium"),
     }
     assert [a["severity"] for a in report["alerts"]] == ["high", "high", "medium", "medium", "low"]
-    assert report["roster_revision"] == "roster-sha256-planted"
+    assert report["roster_revision"] == revision and revision.startswith("roster-sha256-")
     assert report["policy_revision"] and report["policy_revision"].startswith("sha256-")
     assert report["window"] == {"since": "2026-11-29T00:00:00.000000Z", "until": "2026-11-30T00:00:00.000000Z", "time_zone": "Europe/London"}
     assert report["history_since"] == "2026-11-01T00:00:00.000000Z" and report["history_buckets"] > 0
@@ -212,7 +218,7 @@ def test_alerts_find_each_planted_pattern_and_nothing_else(planted, policy_bundl
 
 def test_an_ordinary_day_has_no_alerts(planted, policy_bundle, roster_bundle, opa_bin):
     db, _ = planted
-    code, out, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(roster_bundle),
+    code, out, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(roster_bundle[0]),
                              "--since", "2026-11-28", "--until", "2026-11-28", "--format", "json")
     assert code == 0, err
     assert json.loads(out)["alerts"] == []
@@ -221,12 +227,13 @@ def test_an_ordinary_day_has_no_alerts(planted, policy_bundle, roster_bundle, op
 
 def test_the_table_names_rules_staff_and_rows_but_no_resident(planted, policy_bundle, roster_bundle, opa_bin):
     db, expected = planted
-    code, out, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(roster_bundle), "--since", "2026-11-29T00:00:00Z",
+    roster, revision = roster_bundle
+    code, out, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(roster), "--since", "2026-11-29T00:00:00Z",
                              "--until", "2026-11-30T00:00:00Z")
     assert code == 1
     assert "5 alerts" in err
     lines = out.splitlines()
-    assert "roster roster-sha256-planted" in lines[0]
+    assert f"roster {revision}" in lines[0]
     header = next(i for i, line in enumerate(lines) if line.startswith("severity"))
     body = lines[header + 2:]
     assert [line.split()[1] for line in body] == ["same_surname", "identifier_probing", "unusual_volume", "repeated_denials", "out_of_hours"]
@@ -273,9 +280,9 @@ def test_could_not_run_is_exit_2(planted, policy_bundle, opa_bin, tmp_path):
 
 def test_an_unsigned_roster_is_refused_unless_told(planted, policy_bundle, opa_bin, tmp_path):
     db, _ = planted
-    unsigned = _roster_bundle(tmp_path, opa_bin, signed=False)
+    unsigned = _unsigned_roster(tmp_path, opa_bin)
     code, _, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(unsigned), "--since", "2026-11-29")
     assert code == 2 and "roster" in err, err
     code, out, _ = _alerts(db, policy_bundle, opa_bin, "--roster", str(unsigned), "--skip-verify",
                            "--since", "2026-11-29", "--until", "2026-11-29", "--format", "json")
-    assert code == 1 and json.loads(out)["roster_revision"] == "roster-sha256-planted"
+    assert code == 1 and json.loads(out)["roster_revision"] == "roster-sha256-unsigned"

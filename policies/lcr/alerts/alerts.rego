@@ -50,8 +50,8 @@ history_since := time.format([
 raised contains _alert("identifier_probing", staff, found, message) if {
 	cfg := _rules.identifier_probing
 	message := sprintf(
-		"%d+ %s within %d minutes",
-		[cfg.count, concat(" / ", array.concat(cfg.outcomes, cfg.reasons)), cfg.within_minutes],
+		"%d+ within %d minutes: %s",
+		[cfg.count, cfg.within_minutes, concat(" / ", array.concat(cfg.outcomes, cfg.reasons))],
 	)
 	some staff, entries in _by_staff
 	found := _bursts([e | some e in entries; _probe(e)], cfg.count, cfg.within_minutes)
@@ -110,6 +110,7 @@ raised contains _alert("repeated_denials", staff, found, message) if {
 		some e in entries
 		e.outcome in cfg.outcomes
 		not _probe(e)
+		not _only_ignored(e.reasons, cfg.ignored_reasons)
 	]
 	found := _bursts(denials, cfg.count, cfg.within_minutes)
 	count(found) > 0
@@ -164,6 +165,13 @@ _bursts(entries, n, minutes) := {by_seq[order[j][1]] |
 	some start in numbers.range(0, count(order) - n)
 	order[(start + n) - 1][0] - order[start][0] < (minutes * 60) * 1000000000
 	some j in numbers.range(start, (start + n) - 1)
+}
+
+_only_ignored(reasons, ignored) if {
+	count(reasons) > 0
+	every reason in reasons {
+		reason in ignored
+	}
 }
 
 # -- working hours -----------------------------------------------------------------------

@@ -67,7 +67,7 @@ test_probing_three_unmatched_within_an_hour if {
 	a.first_time == "2026-11-29T10:00:00.000000Z"
 	a.last_time == "2026-11-29T10:59:59.000000Z"
 	a.subject_name == "Ada Okafor"
-	a.message == "3+ no-matching-record / no_legitimate_relationship within 60 minutes"
+	a.message == "3+ within 60 minutes: no-matching-record / no_legitimate_relationship / identifier_probing_cool_off"
 }
 
 test_probing_counts_no_legitimate_relationship_denials if {
@@ -355,6 +355,24 @@ test_repeated_denials_not_raised_for_four if {
 	rows := [_denied(i, sprintf("10:%02d:00", [i * 10]), ["section_unknown"]) | some i in numbers.range(1, 4)]
 	found := alerts.raised with input as _in(rows, [])
 	count(_of("repeated_denials", found)) == 0
+}
+
+test_repeated_denials_ignore_the_platforms_failures if {
+	rows := array.concat(
+		[_denied(i, sprintf("10:%02d:00", [i * 10]), ["roster_not_loaded"]) | some i in numbers.range(1, 4)],
+		[_denied(5, "10:50:00", ["roster_not_loaded", "section_unknown"])],
+	)
+	found := alerts.raised with input as _in(rows, [])
+	count(_of("repeated_denials", found)) == 0
+	people := [_denied(i, sprintf("10:%02d:00", [i]), ["section_unknown"]) | some i in numbers.range(51, 54)]
+	more := array.concat(rows, people)
+	_seqs("repeated_denials", alerts.raised) == {[5, 51, 52, 53, 54]} with input as _in(more, [])
+}
+
+test_probing_counts_the_cool_off_refusals if {
+	refused := [_denied(i, sprintf("10:0%d:00", [i]), ["identifier_probing_cool_off"]) | some i in numbers.range(2, 3)]
+	rows := array.concat([_no_match(1, "10:00:00")], refused)
+	_seqs("identifier_probing", alerts.raised) == {[1, 2, 3]} with input as _in(rows, [])
 }
 
 test_repeated_denials_leave_probing_to_its_rule if {
