@@ -67,17 +67,21 @@ test_probing_three_unmatched_within_an_hour if {
 	a.first_time == "2026-11-29T10:00:00.000000Z"
 	a.last_time == "2026-11-29T10:59:59.000000Z"
 	a.subject_name == "Ada Okafor"
-	a.message == "3+ within 60 minutes: no-matching-record / no_legitimate_relationship / identifier_probing_cool_off"
+	a.message == concat(" / ", [
+		"3+ within 60 minutes: no-matching-record", "no_legitimate_relationship",
+		"token_patient_mismatch", "identifier_probing_cool_off",
+	])
 }
 
-test_probing_counts_no_legitimate_relationship_denials if {
+test_probing_counts_non_resident_and_other_resident_denials if {
 	rows := [
 		_no_match(1, "10:00:00"),
 		_denied(2, "10:05:00", ["no_legitimate_relationship"]),
 		_denied(3, "10:10:00", ["care_service_unknown", "no_legitimate_relationship"]),
+		_denied(4, "10:15:00", ["token_patient_mismatch"]),
 	]
 	found := alerts.raised with input as _in(rows, [])
-	_seqs("identifier_probing", found) == {[1, 2, 3]}
+	_seqs("identifier_probing", found) == {[1, 2, 3, 4]}
 }
 
 test_probing_not_raised_below_the_count if {
