@@ -22,18 +22,16 @@ from .upstream import FhirUpstream
 
 def create_app(test_config: dict[str, Any] | None = None, config_file: str | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.update(settings.load(config_file))
-    if test_config:
-        app.config.update(test_config)
+    app.config.update(settings.load(config_file, overrides=test_config))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     app.extensions["lcr"] = Services(
         tokens=TokenVerifier.from_settings(app.config),
         policy=PolicyClient(
             app.config["OPA_URL"],
-            float(app.config["OPA_TIMEOUT_SECONDS"]),
-            redact_timeout=float(app.config["OPA_REDACT_TIMEOUT_SECONDS"]),
-            cache_entries=int(app.config["REDACT_CACHE_ENTRIES"]),
+            app.config["OPA_TIMEOUT_SECONDS"],
+            redact_timeout=app.config["OPA_REDACT_TIMEOUT_SECONDS"],
+            cache_entries=app.config["REDACT_CACHE_ENTRIES"],
             breaker=_breaker(app.config),
         ),
         upstream=FhirUpstream.from_settings(app.config),
@@ -41,12 +39,12 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
         readiness=ReadinessProbe(
             app.config["OPA_URL"],
             app.config["AUDIT_DB"],
-            float(app.config["BUNDLE_MAX_AGE_SECONDS"]),
-            float(app.config["READINESS_INTERVAL_SECONDS"]),
-            float(app.config["OPA_TIMEOUT_SECONDS"]),
+            app.config["BUNDLE_MAX_AGE_SECONDS"],
+            app.config["READINESS_INTERVAL_SECONDS"],
+            app.config["OPA_TIMEOUT_SECONDS"],
         ),
         shadow=(
-            PolicyClient(app.config["SHADOW_OPA_URL"], float(app.config["SHADOW_TIMEOUT_SECONDS"]), breaker=_breaker(app.config))
+            PolicyClient(app.config["SHADOW_OPA_URL"], app.config["SHADOW_TIMEOUT_SECONDS"], breaker=_breaker(app.config))
             if app.config["SHADOW_OPA_URL"]
             else None
         ),
@@ -241,4 +239,4 @@ class _FramedInput:
 
 
 def _breaker(config: Any) -> CircuitBreaker:
-    return CircuitBreaker(int(config["OPA_BREAKER_FAILURES"]), float(config["OPA_BREAKER_COOL_OFF_SECONDS"]))
+    return CircuitBreaker(config["OPA_BREAKER_FAILURES"], config["OPA_BREAKER_COOL_OFF_SECONDS"])

@@ -15,6 +15,14 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    # Close what the worker's app holds open (readiness thread, OPA and upstream
+    # connections, the audit store) as the worker stops.
+    services = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("lcr")
+    if services is not None:
+        services.close()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     # A dead worker's gauges must not linger in the multiprocess /metrics.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -53,7 +53,7 @@ def validate_identifiers(access: Access) -> Asked:
     config = current_app.config
     nhs_number = identifiers.parse_nhs_number(body.get("nhs_number"))
     access.event.nhs_number = nhs_number
-    dob = identifiers.parse_dob(body.get("dob"), dt.date.today(), int(config["DOB_MAX_AGE_YEARS"]))
+    dob = identifiers.parse_dob(body.get("dob"), dt.date.today(), config["DOB_MAX_AGE_YEARS"])
     sections = body.get("sections", [])
     if (
         not isinstance(sections, list)
@@ -73,7 +73,7 @@ def check_ready() -> None:
     if not verdict.ready:
         # Recovery is seen at once, not a refresh later. While OPA's circuit is open there
         # is nothing to wait for: the check is started, the answer is the current verdict.
-        wait = 0.0 if svc.policy.breaker.is_open else float(current_app.config["READINESS_RECHECK_WAIT_SECONDS"])
+        wait = 0.0 if svc.policy.breaker.is_open else current_app.config["READINESS_RECHECK_WAIT_SECONDS"]
         verdict = svc.readiness.recheck(wait)
     if verdict.error is not None:
         raise verdict.error()
@@ -128,7 +128,7 @@ def history(access: Access) -> dict[str, Any]:
     reads it for identifier probing; counting is all that happens here.
     Raises errors.AuditUnavailable when the store cannot be read: no history, no decision.
     """
-    window = int(current_app.config["HISTORY_WINDOW_SECONDS"])
+    window = current_app.config["HISTORY_WINDOW_SECONDS"]
     now = dt.datetime.fromisoformat(access.event.time.replace("Z", "+00:00"))
     since = (now - dt.timedelta(seconds=window)).isoformat(timespec="microseconds").replace("+00:00", "Z")
     try:
@@ -160,7 +160,7 @@ def shadow(access: Access, opa_input: dict[str, Any], decision: Decision) -> Non
 
 def json_body() -> dict[str, Any]:
     """The request body: a JSON object of at most MAX_BODY_BYTES."""
-    limit = int(current_app.config["MAX_BODY_BYTES"])
+    limit = current_app.config["MAX_BODY_BYTES"]
     if (request.content_length or 0) > limit:
         raise errors.PayloadTooLarge()
     raw = request.stream.read(limit + 1)

@@ -81,9 +81,9 @@ class TokenVerifier:
             issuer=config["TOKEN_ISSUER"],
             audience=config["TOKEN_AUDIENCE"],
             algorithms=tuple(config["TOKEN_ALGORITHMS"]),
-            max_lifetime_seconds=int(config["TOKEN_MAX_LIFETIME_SECONDS"]),
-            leeway_seconds=int(config["TOKEN_LEEWAY_SECONDS"]),
-            max_bytes=int(config["TOKEN_MAX_BYTES"]),
+            max_lifetime_seconds=config["TOKEN_MAX_LIFETIME_SECONDS"],
+            leeway_seconds=config["TOKEN_LEEWAY_SECONDS"],
+            max_bytes=config["TOKEN_MAX_BYTES"],
         )
 
     def verify(self, authorization: str | None) -> dict[str, Any]:

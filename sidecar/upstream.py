@@ -91,10 +91,10 @@ class FhirUpstream:
     def from_settings(cls, config: Mapping[str, Any]) -> FhirUpstream:
         return cls(
             config["UPSTREAM_URL"],
-            float(config["UPSTREAM_TIMEOUT_SECONDS"]),
-            int(config["UPSTREAM_MAX_BYTES"]),
-            max_pages=int(config["UPSTREAM_MAX_PAGES"]),
-            deadline_seconds=float(config["UPSTREAM_DEADLINE_SECONDS"]),
+            config["UPSTREAM_TIMEOUT_SECONDS"],
+            config["UPSTREAM_MAX_BYTES"],
+            max_pages=config["UPSTREAM_MAX_PAGES"],
+            deadline_seconds=config["UPSTREAM_DEADLINE_SECONDS"],
         )
 
     def close(self) -> None:
