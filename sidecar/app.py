@@ -23,7 +23,6 @@ from .upstream import FhirUpstream
 def create_app(test_config: dict[str, Any] | None = None, config_file: str | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(settings.load(config_file, overrides=test_config))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     app.extensions["lcr"] = Services(
         tokens=TokenVerifier.from_settings(app.config),

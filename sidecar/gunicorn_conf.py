@@ -249,6 +249,34 @@ limit_request_fields = 200
 limit_request_field_size = 32768
 
 
+# Logs: one JSON object a line on stderr (python-json-logger), for gunicorn's own loggers and
+# the sidecar's. Each request's line carries its decision_id, action, outcome, status, code
+# and timings (sidecar/pipeline.py), so the application log joins the audit rows on one key;
+# never an NHS number or record content.
+_JSON_FORMAT = "%(levelname)s %(name)s %(process)d %(message)s"
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": _JSON_FORMAT,
+            "timestamp": "time",  # ISO 8601, UTC
+            "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+    },
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False, "qualname": "gunicorn.error"},
+        # Off, as before: the sidecar's own line per request (with its decision id) replaces it.
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False, "qualname": "gunicorn.access"},
+    },
+}
+
+
 def post_worker_init(worker: Any) -> None:
     # Everything loaded so far (Flask, PyJWT, the app, its settings) lives as long as the
     # worker: move it out of the collector's sight. A full collection over it took

@@ -118,22 +118,36 @@ def finish(access: Access, result: Answer | errors.LcrError) -> Response:
     body = fastjson.dumps(payload)
     e.response_sha256 = hashlib.sha256(body).hexdigest()
     e.latency_ms = round((time.perf_counter() - access.started) * 1000, 3)
+    audit_started = time.perf_counter()
     try:
         with metrics.AUDIT_SECONDS.time():
             services().audit.append(e)
     except AuditWriteError as exc:
         # Nothing leaves without its audit row: answer 503, never the record.
-        log.error("audit write failed decision_id=%s: %s", e.decision_id, exc)
+        log.error("audit write failed: %s", exc, extra={"decision_id": e.decision_id})
         failed = errors.AuditUnavailable()
         body = fastjson.dumps(operation_outcome(failed))
         status, mimetype = failed.status, FHIR_JSON
+    audit_ms = round((time.perf_counter() - audit_started) * 1000, 3)
     metrics.REQUESTS.labels(e.action, e.outcome, e.error_code or "").inc()
     for reason in e.reasons:
         metrics.DENY_REASONS.labels(reason).inc()
-    metrics.REQUEST_SECONDS.labels(e.action).observe(time.perf_counter() - access.started)
-    # Never the NHS number or record content in the application log.
+    ended = time.perf_counter()
+    metrics.REQUEST_SECONDS.labels(e.action).observe(ended - access.started)
+    # One line per request, keyed on the audit row's decision id. Never the NHS number or
+    # record content in the application log.
     log.info(
-        "decision_id=%s action=%s outcome=%s status=%s code=%s", e.decision_id, e.action, e.outcome, status, e.error_code
+        "request",
+        extra={
+            "decision_id": e.decision_id,
+            "action": e.action,
+            "outcome": e.outcome,
+            "status": status,
+            "code": e.error_code,
+            "policy_revision": e.policy_revision,
+            "latency_ms": round((ended - access.started) * 1000, 3),
+            "audit_write_ms": audit_ms,
+        },
     )
     response = Response(body, status=status, mimetype=mimetype)
     response.headers["X-Decision-Id"] = e.decision_id
@@ -148,5 +162,5 @@ def finish(access: Access, result: Answer | errors.LcrError) -> Response:
 def bug(access: Access) -> Response:
     """A bug still fails closed and still leaves its audit row; the traceback goes to the log
     (no record content is in a traceback's locals, which are not logged)."""
-    log.exception("unexpected error decision_id=%s", access.event.decision_id)
+    log.exception("unexpected error", extra={"decision_id": access.event.decision_id})
     return finish(access, errors.InternalError())

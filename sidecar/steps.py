@@ -134,7 +134,9 @@ def history(access: Access) -> dict[str, Any]:
     try:
         counts = services().audit.recent_activity(str(access.event.subject_id), since)
     except sqlite3.Error as exc:
-        log.error("audit history unreadable decision_id=%s: %s", access.event.decision_id, type(exc).__name__)
+        log.error(
+            "audit history unreadable: %s", type(exc).__name__, extra={"decision_id": access.event.decision_id}
+        )
         raise errors.AuditUnavailable() from None
     return {"window_seconds": window, "since": since, **counts}
 
