@@ -2,13 +2,13 @@
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 lcr
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY sidecar sidecar
 COPY audit_store audit_store
 COPY demo_upstream demo_upstream
 COPY bundles bundles
 COPY dev dev
-RUN pip install --no-cache-dir . && mkdir -p /app/var && chown lcr /app/var
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock && pip install --no-cache-dir --no-deps . && mkdir -p /app/var && chown lcr /app/var
 USER lcr
 EXPOSE 8080
 # Ready, not just alive: OPA up with a verified, recent bundle and the audit store writable.

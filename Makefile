@@ -7,18 +7,28 @@ OPA = $(shell scripts/tools.sh opa)
 REGAL = $(shell scripts/tools.sh regal)
 HAPI_JAR = $(shell scripts/hapi.sh jar)
 
-.PHONY: help venv tools hapi bundle run test test-policy test-python lint-policy fmt clean bench bench-1m bench-profile soak
+.PHONY: help venv lock tools hapi bundle run test test-policy test-python lint-policy fmt clean bench bench-1m bench-profile soak
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# requirements-dev.lock pins (with hashes) every package the venv holds: the runtime's and
+# the test extra's, transitive ones too; requirements.lock the runtime's alone (the image).
+# Both are made from pyproject.toml by `make lock`.
+LOCK_FLAGS = --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links --no-emit-index-url
+
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed  ## create the Python venv with pinned dependencies
+venv: $(VENV)/.installed  ## create the Python venv from requirements-dev.lock
+
+lock: venv  ## re-resolve the lock files from pyproject.toml (UPGRADE=1: newest versions pyproject allows)
+	$(VENV)/bin/pip install --quiet pip-tools==7.6.2
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) --output-file requirements.lock pyproject.toml
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) --extra test --output-file requirements-dev.lock pyproject.toml
 
 tools:  ## build the pinned opa and regal into the tools cache (first use only)
 	@scripts/tools.sh opa >/dev/null && scripts/tools.sh regal >/dev/null
