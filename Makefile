@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --require-hashes -r requirements-dev.lock
 	$(VENV)/bin/pip install --quiet --no-deps -e .
+	$(VENV)/bin/pip check  # a dependency missing from the lock: run make lock
 	touch $@
 
 venv: $(VENV)/.installed  ## create the Python venv from requirements-dev.lock
