@@ -19,6 +19,8 @@ from typing import IO, Any, Callable, Iterator
 import click
 
 from . import checkpoints, export, queries, replay as replay_mod
+from .backends import StoreUrlError, is_postgres, open_store, sqlite_path
+from .store import AuditWriteError
 from .queries import Filters, QueryError
 
 DEFAULT_DB = "var/audit.db"
@@ -30,19 +32,33 @@ class CliError(click.ClickException):
     exit_code = 2
 
 
-def _db_path(db: Path) -> Path:
-    if not db.exists():
-        raise CliError(f"no audit store at {db}; pass --db or set LCR_SIDECAR_AUDIT_DB")
-    return db
+def _db_path(db: str | Path) -> Any:
+    """The store --db names: a postgresql:// URL as is, else an existing SQLite file's Path."""
+    text = str(db)
+    if is_postgres(text):
+        return text
+    try:
+        path = sqlite_path(text)
+    except StoreUrlError as exc:
+        raise CliError(str(exc)) from None
+    if not path.exists():
+        raise CliError(f"no audit store at {path}; pass --db or set LCR_SIDECAR_AUDIT_STORE_URL or LCR_SIDECAR_AUDIT_DB")
+    return path
+
+
+def _key_anchor(db: Any) -> Path:
+    """Where the DEV-ONLY checkpoint key is looked for: beside the SQLite file, and for
+    PostgreSQL beside the default SQLite file (var/keys/), as the sidecar keeps it."""
+    return Path(DEFAULT_DB) if isinstance(db, str) else db
 
 
 db_option = click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_DB,
-    envvar="LCR_SIDECAR_AUDIT_DB",
+    envvar=["LCR_SIDECAR_AUDIT_STORE_URL", "LCR_SIDECAR_AUDIT_DB"],
     show_default=True,
-    help="SQLite audit store (env LCR_SIDECAR_AUDIT_DB).",
+    help="The audit store: a SQLite file (or sqlite:///PATH) or a postgresql://USER@HOST:PORT/DB URL "
+         "(env LCR_SIDECAR_AUDIT_STORE_URL, else LCR_SIDECAR_AUDIT_DB).",
 )
 
 
@@ -107,7 +123,7 @@ def cli() -> None:
               help="Fail when more rows than this follow the last valid signed checkpoint.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def verify(db: Path, public_keys: tuple[Path, ...], max_unsigned: int, fmt: str, progress: bool | None) -> None:
+def verify(db: str, public_keys: tuple[Path, ...], max_unsigned: int, fmt: str, progress: bool | None) -> None:
     """Check the hash chain and the signed checkpoints; report the first broken row.
 
     Exits 1 when a row was edited, deleted, inserted or reordered, when a checkpoint does not
@@ -147,14 +163,14 @@ def verify(db: Path, public_keys: tuple[Path, ...], max_unsigned: int, fmt: str,
     sys.exit(0 if report.ok else 1)
 
 
-def _trusted_keys(db: Path, paths: tuple[Path, ...]) -> dict[str, Any]:
+def _trusted_keys(db: Any, paths: tuple[Path, ...]) -> dict[str, Any]:
     chosen: list[Path] = list(paths)
     if not chosen:
         env = os.environ.get("LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE")
         if env:
             chosen = [Path(env)]
         else:
-            dev = checkpoints.dev_key_path(db)
+            dev = checkpoints.dev_key_path(_key_anchor(db))
             pub = dev.with_suffix(".pub")
             if pub.exists() or dev.exists():
                 click.echo(f"note: trusting the DEV-ONLY checkpoint key {pub if pub.exists() else dev}", err=True)
@@ -169,25 +185,25 @@ def _trusted_keys(db: Path, paths: tuple[Path, ...]) -> dict[str, Any]:
 @db_option
 @click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE",
               help="Ed25519 private key (PEM). Default: $LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE, else the DEV-ONLY key beside the store.")
-def checkpoint(db: Path, key: Path | None) -> None:
+def checkpoint(db: str, key: Path | None) -> None:
     """Sign the current head of the chain now (the sidecar also signs every N rows).
 
     \b
     Example (e.g. hourly from cron, and before archiving an export):
       lcr-audit checkpoint --db var/audit.db --key /run/secrets/audit-checkpoint.pem
     """
-    from .store import AuditStore
-
     db = _db_path(db)
-    if key is None and not checkpoints.dev_key_path(db).exists():
+    if key is None and not checkpoints.dev_key_path(_key_anchor(db)).exists():
         # Signing with a fresh key nobody trusts would only make `verify` fail later.
         raise CliError("pass --key (or set LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE): the key the sidecar signs with")
     try:
-        store = AuditStore(db, checkpoint_key=key)
-    except checkpoints.CheckpointKeyError as exc:
+        store = open_store(db, checkpoint_key=key, key_anchor=_key_anchor(db))
+    except (checkpoints.CheckpointKeyError, AuditWriteError) as exc:
         raise CliError(str(exc)) from None
     try:
         cp = store.checkpoint()
+    except Exception as exc:  # the database refused or is unreachable: say so, exit 2
+        raise CliError(f"could not sign a checkpoint: {type(exc).__name__}: {exc}") from None
     finally:
         store.close()
     if cp is None:
@@ -196,16 +212,41 @@ def checkpoint(db: Path, key: Path | None) -> None:
         click.echo(f"checkpoint seq {cp['seq']} row_hash {cp['row_hash']} key {cp['key_id']} at {cp['time']}")
 
 
+@cli.command()
+@db_option
+def migrate(db: str) -> None:
+    """Create or update the PostgreSQL audit schema (run it as the schema's owner).
+
+    Creates the log, the checkpoints, their append-only triggers and two roles to grant:
+    lcr_audit_writer (INSERT and SELECT: the sidecar's login role) and lcr_audit_reader
+    (SELECT: auditors). SQLite stores migrate themselves when opened.
+
+    \b
+    Example:
+      lcr-audit migrate --db postgresql://lcr_owner@db.internal/lcr_audit
+      psql … -c 'GRANT lcr_audit_writer TO lcr_sidecar'
+    """
+    if not is_postgres(db):
+        raise CliError("migrate is for a postgresql:// store; a SQLite store migrates itself when the sidecar opens it")
+    from .pg import migrate as run_migrate
+
+    try:
+        applied = run_migrate(db)
+    except Exception as exc:  # unreachable, refused: exit 2 with the reason
+        raise CliError(f"could not migrate: {type(exc).__name__}: {exc}") from None
+    click.echo(f"applied: {', '.join(applied)}" if applied else "the audit schema is up to date")
+
+
 # -- queries -----------------------------------------------------------------------------------
 
 
-def _run_query(db: Path, fmt: str, fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> None:
+def _run_query(db: str, fmt: str, fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> None:
     db = _db_path(db)
     page = {k: kw.pop(k) for k in ("after_seq", "before_seq", "limit", "newest_first", "detail")}
     filters = {k: v for k, v in kw.items() if v not in (None, ())}
     try:
-        result = fn(db, *args, **filters, **page)
-    except QueryError as exc:
+        result = fn(str(db), *args, **filters, **page)
+    except (QueryError, AuditWriteError) as exc:
         raise CliError(str(exc)) from None
     rows = result["rows"]
     cursor_key = "next_before_seq" if page["newest_first"] else "next_after_seq"
@@ -273,7 +314,7 @@ def _clip(text: str, width: int) -> str:
 @click.argument("nhs_number")
 @_time_options
 @_page_options
-def who_accessed(db: Path, nhs_number: str, fmt: str, **kw: Any) -> None:
+def who_accessed(db: str, nhs_number: str, fmt: str, **kw: Any) -> None:
     """Who asked for a resident's record (by NHS number), when, and what they were shown.
 
     \b
@@ -290,7 +331,7 @@ def who_accessed(db: Path, nhs_number: str, fmt: str, **kw: Any) -> None:
 @click.argument("subject_id")
 @_time_options
 @_page_options
-def staff(db: Path, subject_id: str, fmt: str, **kw: Any) -> None:
+def staff(db: str, subject_id: str, fmt: str, **kw: Any) -> None:
     """What one member of staff (token `sub`) asked for, and what they were shown.
 
     \b
@@ -305,7 +346,7 @@ def staff(db: Path, subject_id: str, fmt: str, **kw: Any) -> None:
 @click.argument("ods_code")
 @_time_options
 @_page_options
-def service(db: Path, ods_code: str, fmt: str, **kw: Any) -> None:
+def service(db: str, ods_code: str, fmt: str, **kw: Any) -> None:
     """Everything asked for from one care service (ODS code).
 
     \b
@@ -322,7 +363,7 @@ def service(db: Path, ods_code: str, fmt: str, **kw: Any) -> None:
 @click.option("--staff", "subject_id", help="Only this member of staff.")
 @_time_options
 @_page_options
-def denials(db: Path, fmt: str, **kw: Any) -> None:
+def denials(db: str, fmt: str, **kw: Any) -> None:
     """Every request the policy refused, with its reasons.
 
     \b
@@ -343,7 +384,7 @@ def denials(db: Path, fmt: str, **kw: Any) -> None:
               help="jsonl: one row per line; csv; fhir: FHIR R4 AuditEvent resources as NDJSON (IHE BALP).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
 @_filter_options
-def export_cmd(db: Path, fmt: str, output: Path | None, **kw: Any) -> None:
+def export_cmd(db: str, fmt: str, output: Path | None, **kw: Any) -> None:
     """Export decisions (streamed: any size, constant memory).
 
     \b
@@ -356,7 +397,10 @@ def export_cmd(db: Path, fmt: str, output: Path | None, **kw: Any) -> None:
     filters = _filters(**kw)
     writer = export.WRITERS[fmt]
     with _output(output) as out:
-        n = writer(queries.iter_rows(db, filters, detail=True), out)
+        try:
+            n = writer(queries.iter_rows(str(db), filters, detail=True), out)
+        except AuditWriteError as exc:
+            raise CliError(str(exc)) from None
     click.echo(f"{n} decisions exported" + (f" to {output}" if output else ""), err=True)
 
 
@@ -395,7 +439,17 @@ def _opa(opa_bin: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _connection(db: Path) -> Iterator[sqlite3.Connection]:
+def _connection(db: Any) -> Iterator[Any]:
+    """A read-only connection: sqlite3, or a PgReader for a postgresql:// store."""
+    if isinstance(db, str):
+        from .pg import read_connection
+
+        try:
+            with read_connection(db) as reader:
+                yield reader
+        except AuditWriteError as exc:
+            raise CliError(str(exc)) from None
+        return
     conn = sqlite3.connect(db, isolation_level=None, timeout=5)
     try:
         conn.execute("PRAGMA query_only = 1")
@@ -405,7 +459,11 @@ def _connection(db: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def _require_chain(conn: sqlite3.Connection) -> None:
+def _require_chain(conn: Any) -> None:
+    if queries.dialect_of(conn) == "postgresql":
+        if not conn.execute("SELECT to_regclass('decisions') IS NOT NULL").fetchone()[0]:
+            raise CliError("no audit log in this database: run `lcr-audit migrate` as its owner, or start the sidecar")
+        return
     columns = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
     if "row_hash" not in columns:
         raise CliError("this store predates the hash chain: open it once with the sidecar or `lcr-audit checkpoint` to migrate it")
@@ -442,7 +500,7 @@ def _details(path: Path | None) -> Iterator[IO[str] | None]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_engine_options
 @_filter_options
-def replay_cmd(db: Path, archive: Path, verification_key: Path | None, key_id: str | None, skip_verify: bool, fmt: str,
+def replay_cmd(db: str, archive: Path, verification_key: Path | None, key_id: str | None, skip_verify: bool, fmt: str,
                opa_bin: str | None, entrypoint: str, jobs: int, chunk: int, no_dedupe: bool, details: Path | None,
                progress: bool | None, **kw: Any) -> None:
     """Re-evaluate logged decisions with the real OPA and the archived bundle that made each.
@@ -511,7 +569,7 @@ def _replay_table(report: replay_mod.ReplayReport) -> None:
               help="Bundle archive holding the rosters the logged decisions were made with.")
 @_engine_options
 @_filter_options
-def impact_cmd(db: Path, candidate: Path, fmt: str, fail_on_change: bool, archive: Path, opa_bin: str | None, entrypoint: str, jobs: int,
+def impact_cmd(db: str, candidate: Path, fmt: str, fail_on_change: bool, archive: Path, opa_bin: str | None, entrypoint: str, jobs: int,
                chunk: int, no_dedupe: bool, details: Path | None, progress: bool | None, **kw: Any) -> None:
     """What a candidate policy would change: the logged decisions evaluated against it.
 

@@ -86,10 +86,15 @@ class Filters:
             raise QueryError(f"unknown filters: {sorted(unknown)}")
         return cls(**kw)
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, dialect: str = "sqlite") -> tuple[str, list[Any]]:
+        """The SQL condition and its parameters (`?` placeholders) for `dialect`
+        ("sqlite" or "postgresql", see dialect_of)."""
         clauses, params = self._matching(("nhs_number", "subject_id", "care_service", "access_level", "action", "policy_revision"))
         if self.reason is not None:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(reasons) THEN reasons ELSE '[]' END) WHERE value = ?)")
+            if dialect == "postgresql":
+                clauses.append("(CASE WHEN lcr_json_valid(reasons) THEN reasons::jsonb ELSE '[]'::jsonb END) @> jsonb_build_array(?::text)")
+            else:
+                clauses.append("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(reasons) THEN reasons ELSE '[]' END) WHERE value = ?)")
             params.append(self.reason)
         self._in_time_range(clauses, params)
         if self.seq_from is not None:
@@ -98,7 +103,7 @@ class Filters:
         if self.seq_to is not None:
             clauses.append("seq <= ?")
             params.append(int(self.seq_to))
-        return (" AND ".join(clauses) or "1"), params
+        return (" AND ".join(clauses) or "TRUE"), params
 
     def lookup(self) -> tuple[str, list[Any]] | None:
         """A `seq IN (…)` clause that finds the candidate rows through the lookup table's
@@ -138,11 +143,18 @@ class Filters:
             params.append(self.until)
 
 
-def indexed_where(conn: sqlite3.Connection, filters: "Filters") -> tuple[str, list[Any]]:
-    """filters.where(), narrowed through the lookup table when the store has one."""
-    where, params = filters.where()
+def dialect_of(conn: Any) -> str:
+    """"postgresql" for a PgReader (pg.py), "sqlite" for a sqlite3 connection."""
+    return getattr(conn, "dialect", "sqlite")
+
+
+def indexed_where(conn: Any, filters: "Filters") -> tuple[str, list[Any]]:
+    """filters.where(), narrowed through the lookup table when the store has one (SQLite:
+    PostgreSQL indexes the log itself)."""
+    dialect = dialect_of(conn)
+    where, params = filters.where(dialect)
     lookup = filters.lookup()
-    if lookup is not None and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LOOKUP,)).fetchone():
+    if lookup is not None and dialect == "sqlite" and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LOOKUP,)).fetchone():
         where = f"({where}) AND {lookup[0]}"
         params = [*params, *lookup[1]]
     return where, params
@@ -175,15 +187,30 @@ def normalise_time(value: str | dt.datetime | dt.date, end_of_day: bool) -> str:
     return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-Source = AuditStore | sqlite3.Connection | str | os.PathLike[str]
+Source = Any  # a store (SQLite or PostgreSQL), a connection from connect(), a path or a URL
 
 
 @contextlib.contextmanager
-def connect(source: Source) -> Iterator[sqlite3.Connection]:
-    """A query-only connection to the store (closed afterwards unless one was passed in)."""
-    if isinstance(source, sqlite3.Connection):
+def connect(source: Source) -> Iterator[Any]:
+    """A query-only connection to the store (closed afterwards unless one was passed in):
+    a sqlite3 connection, or for PostgreSQL a PgReader (the same execute(sql, params)).
+    Raises QueryError for a missing SQLite file, AuditWriteError when PostgreSQL is
+    unreachable (the store is unavailable)."""
+    if isinstance(source, sqlite3.Connection) or getattr(source, "dialect", None) == "postgresql":
         yield source
         return
+    if getattr(source, "backend", None) == "postgresql":
+        with source.reader() as reader:
+            yield reader
+        return
+    if isinstance(source, str) and source.startswith(("postgresql://", "postgres://")):
+        from .pg import read_connection
+
+        with read_connection(source) as reader:
+            yield reader
+        return
+    if isinstance(source, str) and source.startswith("sqlite:///"):
+        source = source[len("sqlite:///"):]
     if isinstance(source, AuditStore):
         path = source.path
     else:

@@ -35,13 +35,26 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from .opa import UNDEFINED, OpaError, OpaServer, bundle_revision_of, input_footprint
-from .queries import Filters
+from .queries import Filters, dialect_of
 from .store import TABLE
 
 DEFAULT_ENTRYPOINT = "lcr/access/decision"
 REPLAYABLE = "opa_input IS NOT NULL AND opa_result IS NOT NULL AND json_valid(opa_input)"
 #: the roster a decision was made with: the decision itself names it (`roster_revision`)
 ROSTER_REVISION = "(CASE WHEN json_valid(opa_result) THEN json_extract(opa_result, '$.roster_revision') END)"
+#: the same on PostgreSQL (lcr_json_valid is created by the store's migrations, pg.py)
+PG_REPLAYABLE = "opa_input IS NOT NULL AND opa_result IS NOT NULL AND lcr_json_valid(opa_input)"
+
+
+PG_ROSTER_REVISION = "(CASE WHEN lcr_json_valid(opa_result) THEN opa_result::jsonb ->> 'roster_revision' END)"
+
+
+def _replayable(conn: Any) -> str:
+    return PG_REPLAYABLE if dialect_of(conn) == "postgresql" else REPLAYABLE
+
+
+def _roster_revision(conn: Any) -> str:
+    return PG_ROSTER_REVISION if dialect_of(conn) == "postgresql" else ROSTER_REVISION
 
 NO_INPUT = "no decision input: the request ended before the policy was asked"
 NO_RESULT = "no stored result: the policy did not answer at the time"
@@ -127,31 +140,52 @@ def _json_path(path: tuple[str, ...]) -> str:
     return "$" + "".join('."' + p.replace("'", "''") + '"' for p in path)
 
 
-def key_columns(footprint: list[tuple[str, ...]] | None) -> list[str]:
+def key_columns(footprint: list[tuple[str, ...]] | None, dialect: str = "sqlite") -> list[str]:
     """SQL for the grouping key: the footprint's values as JSON text (NULL when absent)."""
     if footprint is None:
         return ["opa_input"]
     if not footprint:
         return ["1"]  # the policy reads nothing of input: one evaluation answers all
+    if dialect == "postgresql":
+        # Only compared for equality: jsonb's own text form is as good a key as SQLite's.
+        return [f"((opa_input::jsonb #> '{_pg_path(p)}')::text)" for p in footprint]
     return [f"(opa_input -> '{_json_path(p)}')" for p in footprint]
+
+
+def _pg_path(path: tuple[str, ...]) -> str:
+    """A text[] literal for #>: each element double-quoted, quotes and backslashes escaped."""
+    parts = ('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in path)
+    return ("{" + ",".join(parts) + "}").replace("'", "''")
 
 
 def stream_groups(
     conn: sqlite3.Connection, where: str, params: list[Any], footprint: list[tuple[str, ...]] | None, dedupe: bool
 ) -> Iterator[Group]:
-    keys = key_columns(footprint if dedupe else None)
+    dialect = dialect_of(conn)
+    replayable = _replayable(conn)
+    keys = key_columns(footprint if dedupe else None, dialect)
     key_sql = ", ".join(f"{k} AS k{i}" for i, k in enumerate(keys))
-    if dedupe:
+    if dedupe and dialect == "postgresql":
+        # PostgreSQL has no bare columns in a GROUP BY: group, then read each group's first row.
+        group_by = ", ".join(f"k{i}" for i in range(len(keys)))
+        outer = ", ".join(f"g.k{i}" for i in range(len(keys)))
+        sql = (
+            f"SELECT g.s, g.n, d.opa_input, d.opa_result, d.access_level, d.care_service, {outer} FROM "
+            f"(SELECT min(seq) AS s, count(*) AS n, {key_sql} "
+            f"FROM {TABLE} WHERE ({where}) AND {replayable} "
+            f"GROUP BY {group_by}, opa_result, access_level, care_service) g JOIN {TABLE} d ON d.seq = g.s"
+        )
+    elif dedupe:
         group_by = ", ".join(f"k{i}" for i in range(len(keys)))
         sql = (
             f"SELECT min(seq), count(*), opa_input, opa_result, access_level, care_service, {key_sql} "
-            f"FROM {TABLE} WHERE ({where}) AND {REPLAYABLE} "
+            f"FROM {TABLE} WHERE ({where}) AND {replayable} "
             f"GROUP BY {group_by}, opa_result, access_level, care_service"
         )
     else:
         sql = (
             f"SELECT seq, 1, opa_input, opa_result, access_level, care_service, {key_sql} "
-            f"FROM {TABLE} WHERE ({where}) AND {REPLAYABLE} ORDER BY seq"
+            f"FROM {TABLE} WHERE ({where}) AND {replayable} ORDER BY seq"
         )
     cursor = conn.execute(sql, params)
     while True:
@@ -170,8 +204,8 @@ def _categorise(conn: sqlite3.Connection, where: str, params: list[Any]) -> tupl
     unreplayable: Counter[str] = Counter()
     by_revision: Counter[Revisions] = Counter()
     sql = (
-        f"SELECT policy_revision, {ROSTER_REVISION}, opa_input IS NULL, opa_result IS NULL, "
-        f"CASE WHEN opa_input IS NULL THEN 1 ELSE json_valid(opa_input) END, count(*) "
+        f"SELECT policy_revision, {_roster_revision(conn)}, opa_input IS NULL, opa_result IS NULL, "
+        f"CASE WHEN opa_input IS NULL THEN 1 ELSE {'lcr_json_valid(opa_input)::int' if dialect_of(conn) == 'postgresql' else 'json_valid(opa_input)'} END, count(*) "
         f"FROM {TABLE} WHERE {where} GROUP BY 1, 2, 3, 4, 5"
     )
     for revision, roster, no_input, no_result, valid, n in conn.execute(sql, params):
@@ -191,7 +225,9 @@ def _roster_bundle(archive: Path, roster: str | None) -> Path | None:
     return None if roster is None else archive / f"{roster}.tar.gz"
 
 
-def _roster_where(roster: str | None) -> str:
+def _roster_where(conn: Any, roster: str | None) -> str:
+    if dialect_of(conn) == "postgresql":
+        return f"{PG_ROSTER_REVISION} IS NOT DISTINCT FROM ?::text"
     return f"{ROSTER_REVISION} IS ?"
 
 
@@ -293,7 +329,7 @@ class Options:
 def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: Options) -> ReplayReport:
     started = time.perf_counter()
     report = ReplayReport()
-    where, params = filters.where()
+    where, params = filters.where(dialect_of(conn))
     unreplayable, by_revision = _categorise(conn, where, params)
     report.unreplayable.update(unreplayable)
     report.selected = sum(unreplayable.values()) + sum(by_revision.values())
@@ -354,7 +390,7 @@ def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: O
                 if options.progress:
                     options.progress(group.count)
 
-            selected = f"({where}) AND policy_revision = ? AND {_roster_where(roster)}"
+            selected = f"({where}) AND policy_revision = ? AND {_roster_where(conn, roster)}"
             selected_params = [*params, revision, roster]
             engine.run(stream_groups(conn, selected, selected_params, footprint, options.dedupe), handle)
             report.reproduced += counts["reproduced"]
@@ -395,8 +431,8 @@ def _write_details(
 ) -> None:
     """Second pass: one line per decision in a changed group (only runs when there are any)."""
     assert options.details is not None
-    keys = key_columns(footprint if options.dedupe else None)
-    sql = f"SELECT seq, decision_id, {', '.join(keys)}, opa_result, access_level, care_service FROM {TABLE} WHERE ({where}) AND {REPLAYABLE} ORDER BY seq"
+    keys = key_columns(footprint if options.dedupe else None, dialect_of(conn))
+    sql = f"SELECT seq, decision_id, {', '.join(keys)}, opa_result, access_level, care_service FROM {TABLE} WHERE ({where}) AND {_replayable(conn)} ORDER BY seq"
     for row in conn.execute(sql, params):
         hit = changed.get(tuple(row[2:]))
         if hit is None:
@@ -496,7 +532,7 @@ def prepare_candidate(candidate: Path, opa: str, workdir: Path) -> tuple[Path, s
 
 def impact(conn: sqlite3.Connection, candidate: Path, filters: Filters, options: Options) -> ImpactReport:
     started = time.perf_counter()
-    where, params = filters.where()
+    where, params = filters.where(dialect_of(conn))
     with tempfile.TemporaryDirectory(prefix="lcr-impact-") as tmp:
         bundle, revision = prepare_candidate(candidate, options.opa, Path(tmp))
         report = ImpactReport(str(candidate), revision)
@@ -552,7 +588,7 @@ def impact(conn: sqlite3.Connection, candidate: Path, filters: Filters, options:
                     if options.progress:
                         options.progress(n)
 
-                selected = f"({where}) AND {_roster_where(roster)}"
+                selected = f"({where}) AND {_roster_where(conn, roster)}"
                 engine.run(stream_groups(conn, selected, [*params, roster], footprint, options.dedupe), handle)
                 report.evaluations += engine.evaluations
                 report.opa_calls += server.calls

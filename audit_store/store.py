@@ -258,6 +258,9 @@ class WriterStats:
 
 
 class AuditStore:
+    """The SQLite audit store (one host). PgAuditStore (pg.py) has the same interface."""
+
+    backend = "sqlite"
     #: the schema (a subclass may use another, e.g. the benchmark's chain-less baseline)
     MIGRATIONS = migrations
 
@@ -565,6 +568,20 @@ class AuditStore:
         """(seq, row_hash) of the last row; (0, GENESIS) when empty."""
         return _head(self.db.conn)
 
+    def writable(self, timeout: float | None = None) -> dict[str, Any]:
+        """Readiness: the file opens and its write lock can be taken within `timeout`
+        seconds (default: the busy timeout). {"ok": bool, "detail": str}."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout if timeout is None else timeout, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return {"ok": False, "detail": f"audit store not writable ({exc})"}
+        return {"ok": True, "detail": "audit store writable"}
+
     def close(self) -> None:
         with self._writer_lock:
             self._closed = True
@@ -811,14 +828,19 @@ def _utcnow() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def init_app(app: Any) -> AuditStore:
-    """Open the store once per process and close it with the app."""
+def init_app(app: Any) -> Any:
+    """Open the store AUDIT_STORE_URL names (default: the SQLite file AUDIT_DB) once per
+    process; the app closes it with itself."""
+    from .backends import open_store, store_url
+
     config = app.config
-    store = AuditStore(
-        config["AUDIT_DB"],
+    store = open_store(
+        store_url(config),
         config["AUDIT_BUSY_TIMEOUT_MS"],
         checkpoint_every=int(config.get("AUDIT_CHECKPOINT_EVERY", 1000)),
         checkpoint_key=config.get("AUDIT_CHECKPOINT_KEY_FILE") or None,
+        pool_size=int(config.get("AUDIT_POOL_SIZE", 4)),
+        key_anchor=config["AUDIT_DB"],
     )
     app.extensions["audit_store"] = store
     return store

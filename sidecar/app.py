@@ -24,6 +24,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
     app = Flask(__name__)
     app.config.update(settings.load(config_file, overrides=test_config))
 
+    audit = audit_store.init_app(app)
     app.extensions["lcr"] = Services(
         tokens=TokenVerifier.from_settings(app.config),
         policy=PolicyClient(
@@ -34,10 +35,10 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
             breaker=_breaker(app.config),
         ),
         upstream=FhirUpstream.from_settings(app.config),
-        audit=audit_store.init_app(app),
+        audit=audit,
         readiness=ReadinessProbe(
             app.config["OPA_URL"],
-            app.config["AUDIT_DB"],
+            audit,
             app.config["BUNDLE_MAX_AGE_SECONDS"],
             app.config["READINESS_INTERVAL_SECONDS"],
             app.config["OPA_TIMEOUT_SECONDS"],

@@ -21,7 +21,8 @@ from typing import Any, cast
 
 from flask import Response, current_app, request
 
-from audit_store import AuditEvent, AuditStore, AuditWriteError
+from audit_store import AuditEvent, AuditWriteError
+from audit_store.backends import AuditLog
 
 from . import errors, fastjson, metrics
 from .outcome import operation_outcome
@@ -42,7 +43,7 @@ class Services:
     tokens: TokenVerifier
     policy: PolicyClient
     upstream: FhirUpstream
-    audit: AuditStore
+    audit: AuditLog
     readiness: ReadinessProbe
     shadow: PolicyClient | None
 

@@ -81,7 +81,9 @@ if hasattr(os, "register_at_fork"):
 
 
 class ReadinessProbe:
-    def __init__(self, opa_url: str, audit_db: str, max_bundle_age_seconds: float, interval_seconds: float, timeout: float) -> None:
+    def __init__(self, opa_url: str, audit_db: Any, max_bundle_age_seconds: float, interval_seconds: float, timeout: float) -> None:
+        """`audit_db`: the audit store (anything with `writable() -> {"ok", "detail"}`: the
+        SQLite or the PostgreSQL store), or the path of a SQLite file."""
         self._opa_url = opa_url
         self.audit_db = audit_db
         self.max_bundle_age_seconds = max_bundle_age_seconds
@@ -280,6 +282,9 @@ class ReadinessProbe:
         return {"ok": ok, "detail": detail, "age_seconds": round(age, 1), "revision": revision, "fresh_until": oldest + limit}
 
     def _audit_writable(self) -> dict[str, Any]:
+        writable = getattr(self.audit_db, "writable", None)
+        if writable is not None:
+            return writable(self.timeout)  # the store knows how (PostgreSQL: reachable, a primary, INSERT granted)
         try:
             conn = sqlite3.connect(self.audit_db, timeout=self.timeout, isolation_level=None)
             try:

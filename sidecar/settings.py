@@ -115,7 +115,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UPSTREAM_MAX_BYTES", INT, 50_000_000, "Refuse a search or a record whose pages together are larger than this (502)."),
     Setting("UPSTREAM_MAX_PAGES", INT, 200, "Refuse a search or record the LCR FHIR API pages into more than this many pages (502); UPSTREAM_MAX_BYTES bounds all of a record's pages together."),
     Setting("UPSTREAM_DEADLINE_SECONDS", FLOAT, 20.0, "Give up on a whole fetch — the search and every page of the record — after this long (504); UPSTREAM_TIMEOUT_SECONDS still bounds each connect and read."),
-    Setting("AUDIT_DB", STR, str(ROOT / "var" / "audit.db"), "SQLite file of the audit store."),
+    Setting("AUDIT_DB", STR, str(ROOT / "var" / "audit.db"), "SQLite file of the audit store (when AUDIT_STORE_URL is unset); the DEV-ONLY checkpoint key is kept beside it."),
+    Setting(
+        "AUDIT_STORE_URL",
+        OPTIONAL_STR,
+        None,
+        "Where the audit log is: `sqlite:///PATH` (one host) or `postgresql://USER@HOST:PORT/DB` (a fleet of replicas, one log); unset: the SQLite file AUDIT_DB.",
+    ),
+    Setting("AUDIT_POOL_SIZE", INT, 4, "PostgreSQL only: connections each worker keeps for reading the audit log (the Audit Trail endpoint); the writer has one more of its own."),
     Setting(
         "AUDIT_CHECKPOINT_KEY_FILE",
         OPTIONAL_STR,
@@ -129,7 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
         3600,
         "The caller's recent answers from the audit store (input.history) cover this long; the policy's identifier-probing cool-off reads them.",
     ),
-    Setting("AUDIT_BUSY_TIMEOUT_MS", INT, 2000, "Wait this long for a locked audit store before failing closed."),
+    Setting("AUDIT_BUSY_TIMEOUT_MS", INT, 2000, "Wait this long for a locked, unreachable or slow audit store (a connection, the chain's lock, a statement) before failing closed."),
     Setting("TOKEN_ISSUER", STR, "https://care-app.dev.lcr.example", "Expected `iss` of care-app tokens."),
     Setting("TOKEN_AUDIENCE", STR, "lcr-sidecar", "Expected `aud` of care-app tokens."),
     Setting(

@@ -29,6 +29,24 @@ settings.load_profile("lcr")
 
 
 @pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the whole session (tests/pgcluster.py)."""
+    from .pgcluster import PgCluster
+
+    cluster = PgCluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_databases(pg_cluster: Any) -> Any:
+    """Fresh migrated databases on the session's cluster: `pg_databases.new()`."""
+    from .pgcluster import PgDatabases
+
+    return PgDatabases(pg_cluster)
+
+
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("run")
 

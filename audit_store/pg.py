@@ -1,0 +1,659 @@
+"""The PostgreSQL audit store: one hash-chained, append-only log for a fleet of sidecars.
+
+Same interface and the same chain as the SQLite store (store.py, chain.py): `append(event)`
+returns the row's seq once the row is committed with synchronous commit (the commit's WAL
+record is flushed to disk before COMMIT returns), so no response leaves before its row.
+
+**One global chain, serialised in the database.** Every writer (each replica's writer
+thread) appends in a transaction that first takes a transaction-scoped advisory lock
+(`pg_advisory_xact_lock(CHAIN_LOCK)`), then reads the head (the row with the highest seq),
+hashes its rows onto it and COPYs them in. The lock is released only after the commit
+record is flushed, so the next writer reads a durable head. Group commit per replica, as
+with SQLite: one writer thread per process takes everything queued while its last commit
+was syncing and commits it as one transaction, so the lock and the fsync are paid once per
+group, not per request. (Measured in bench/results/audit-append-pg.json; README "A fleet".)
+
+**Append-only in the database.** The migrations create two roles: `lcr_audit_writer`
+(SELECT and INSERT on the log and the checkpoints, nothing else: what a sidecar's login
+role is granted) and `lcr_audit_reader` (SELECT: what an auditor's role is granted).
+Triggers refuse UPDATE, DELETE and TRUNCATE on both tables, whoever asks, and refuse an
+INSERT that does not extend the chain (each new row must follow the row with seq - 1 and
+carry its row_hash as prev_hash; seq is the primary key, so the chain cannot fork) and a
+checkpoint that does not sign a row of the chain. The owner or a superuser can still switch
+triggers off: tamper evidence rests on `verify` and the signed checkpoints, not on them.
+
+**Fail closed.** The writer keeps one connection of its own; when the database is
+unreachable or too slow (connect_timeout, lock_timeout and statement_timeout all bounded by
+the busy timeout) the round's callers get AuditWriteError (their responses are 503
+audit-unavailable) and the next round connects again, so the store recovers by itself when
+the database returns. Readers (the Audit Trail endpoint) borrow from a psycopg_pool pool;
+an exhausted pool is the same 503 after the busy timeout.
+
+Stored types: text columns are PostgreSQL `text`, which cannot hold NUL; a NUL in a text
+value is stored as its escape `\\u0000` (and hashed as stored), like a lone surrogate in
+the SQLite store (events.storable_text). JSON columns are text as well, not jsonb: the
+chain hashes the exact text, and jsonb would reformat it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from . import chain
+from .checkpoints import Signer, load_signer
+from .events import AuditEvent
+from .store import CHECKPOINTS, TABLE, AuditStore, AuditWriteError, Prepared, WriterStats, _Pending, _utcnow, prepare
+
+log = logging.getLogger("lcr.audit")
+
+#: advisory lock keys (per database): the chain's head, and the migrations
+CHAIN_LOCK = 0x6C63725F63686E  # "lcr_chn"
+MIGRATE_LOCK = 0x6C63725F6D6967  # "lcr_mig"
+WRITER_ROLE = "lcr_audit_writer"
+READER_ROLE = "lcr_audit_reader"
+MIGRATIONS_TABLE = "lcr_audit_migrations"
+
+_PG_TYPES = {str: "text", int: "bigint", float: "double precision"}
+_NOT_NULL = {"decision_id", "time", "action", "outcome", "http_status"}
+
+
+class AuditSchemaError(AuditWriteError):
+    """The database's audit schema is missing or behind and this role may not migrate it."""
+
+
+def _decisions_sql() -> str:
+    columns = ",\n  ".join(
+        f"{name} {_PG_TYPES[kind]}{' NOT NULL' if name in _NOT_NULL else ''}" for name, kind in chain.CONTENT_COLUMNS.items()
+    )
+    return f"""
+CREATE TABLE {TABLE} (
+  seq bigint PRIMARY KEY CHECK (seq > 0),
+  prev_hash text NOT NULL,
+  row_hash text NOT NULL,
+  {columns},
+  UNIQUE (decision_id)
+);
+-- The auditors' questions: by resident, staff member, care service, outcome, each with time.
+CREATE INDEX {TABLE}_nhs_number_time ON {TABLE} (nhs_number, time);
+CREATE INDEX {TABLE}_subject_id_time ON {TABLE} (subject_id, time);
+CREATE INDEX {TABLE}_care_service_time ON {TABLE} (care_service, time);
+CREATE INDEX {TABLE}_outcome_time ON {TABLE} (outcome, time);
+CREATE TABLE {CHECKPOINTS} (
+  seq bigint PRIMARY KEY,
+  row_hash text NOT NULL,
+  signature text NOT NULL,
+  key_id text NOT NULL,
+  time text NOT NULL
+);
+
+CREATE FUNCTION lcr_audit_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'the audit log is append-only: % refused on %', TG_OP, TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
+END $$;
+
+-- Statement-level: refused even when no row matches, and TRUNCATE too.
+CREATE TRIGGER {TABLE}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {TABLE}
+  FOR EACH STATEMENT EXECUTE FUNCTION lcr_audit_refuse();
+CREATE TRIGGER {CHECKPOINTS}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {CHECKPOINTS}
+  FOR EACH STATEMENT EXECUTE FUNCTION lcr_audit_refuse();
+
+-- Once per statement (COPY of a whole group included): every new row follows the row
+-- before it. seq is the primary key, so two writers cannot both extend the same head.
+CREATE FUNCTION lcr_audit_chain_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (
+    SELECT 1 FROM lcr_new_rows n LEFT JOIN {TABLE} p ON p.seq = n.seq - 1
+    WHERE n.row_hash IS NULL
+       OR NOT CASE WHEN n.seq = 1 THEN n.prev_hash = '{chain.GENESIS}'
+                   ELSE p.seq IS NOT NULL AND p.row_hash = n.prev_hash END
+  ) THEN
+    RAISE EXCEPTION 'the audit log is append-only: an insert must extend the hash chain' USING ERRCODE = 'restrict_violation';
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER {TABLE}_chain_only AFTER INSERT ON {TABLE}
+  REFERENCING NEW TABLE AS lcr_new_rows FOR EACH STATEMENT EXECUTE FUNCTION lcr_audit_chain_only();
+
+CREATE FUNCTION lcr_audit_checkpoint_on_chain() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM {TABLE} WHERE seq = NEW.seq AND row_hash = NEW.row_hash) THEN
+    RAISE EXCEPTION 'a checkpoint must sign a row of the chain' USING ERRCODE = 'restrict_violation';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER {CHECKPOINTS}_on_chain BEFORE INSERT ON {CHECKPOINTS}
+  FOR EACH ROW EXECUTE FUNCTION lcr_audit_checkpoint_on_chain();
+
+-- SQLite's json_valid(), for the queries and replay (PostgreSQL 15 has no IS JSON).
+CREATE FUNCTION lcr_json_valid(t text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  PERFORM t::jsonb;
+  RETURN t IS NOT NULL;
+EXCEPTION WHEN others THEN
+  RETURN false;
+END $$;
+
+REVOKE ALL ON {TABLE}, {CHECKPOINTS} FROM PUBLIC;
+GRANT SELECT, INSERT ON {TABLE}, {CHECKPOINTS} TO {WRITER_ROLE};
+GRANT SELECT ON {TABLE}, {CHECKPOINTS} TO {READER_ROLE};
+"""
+
+
+_ROLES_SQL = f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{WRITER_ROLE}') THEN CREATE ROLE {WRITER_ROLE} NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN CREATE ROLE {READER_ROLE} NOLOGIN; END IF;
+END $$;
+"""
+
+#: (name, SQL), applied in order, each once, in one transaction each
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("roles", _ROLES_SQL),
+    ("decisions", _decisions_sql()),
+    (
+        "grants",
+        f"GRANT USAGE ON SCHEMA public TO {WRITER_ROLE}, {READER_ROLE};"
+        f" GRANT SELECT ON {MIGRATIONS_TABLE} TO {WRITER_ROLE}, {READER_ROLE};",
+    ),
+)
+
+
+def pending_migrations(conn: psycopg.Connection[Any]) -> list[str]:
+    """Names of the migrations this database has not had yet."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATIONS_TABLE,)).fetchone()
+    applied: set[str] = set()
+    if exists and exists[0]:
+        applied = {name for (name,) in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
+    return [name for name, _ in MIGRATIONS if name not in applied]
+
+
+def migrate(url: str, connect_timeout: float = 10.0) -> list[str]:
+    """Apply the pending migrations (as the schema's owner); the names applied.
+
+    Replicas starting together take turns on an advisory lock; the first applies, the
+    others find nothing left to do. Raises AuditSchemaError when some are pending and this
+    role may not apply them (the sidecar's role, which may only INSERT and SELECT).
+    """
+    with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout))) as conn:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            todo = pending_migrations(conn)
+            if not todo:
+                return []
+            try:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                for name, sql in MIGRATIONS:
+                    if name in todo:
+                        conn.execute(sql)
+                        conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (name,))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise AuditSchemaError(
+                    f"the audit schema needs migrations {todo} and this role may not apply them ({exc.diag.message_primary}); "
+                    "run `lcr-audit migrate --db <the owner's postgresql:// URL>` first"
+                ) from None
+    return todo
+
+
+def _escape_nul(row: AuditEvent | Mapping[str, Any]) -> AuditEvent | Mapping[str, Any]:
+    """PostgreSQL text cannot hold NUL: keep it as its escape, as the row is hashed."""
+    source = row.__dict__ if isinstance(row, AuditEvent) else row
+    if not any(type(v) is str and "\x00" in v for v in source.values()):
+        return row
+    return {k: v.replace("\x00", "\\u0000") if type(v) is str else v for k, v in source.items()}
+
+
+_COPY = f"COPY {TABLE} ({', '.join(chain.STORED_COLUMNS)}) FROM STDIN"
+_HEAD = f"""SELECT coalesce((SELECT seq FROM {TABLE} ORDER BY seq DESC LIMIT 1), 0),
+    coalesce((SELECT row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1), '{chain.GENESIS}'),
+    coalesce((SELECT max(seq) FROM {CHECKPOINTS}), 0)"""
+
+
+class PgAuditStore:
+    """The audit store on PostgreSQL; the same interface as AuditStore (store.py)."""
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        busy_timeout_ms: int = 2000,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_key: str | Path | None = None,
+        max_batch: int = 1000,
+        pool_size: int = 4,
+        key_anchor: str | Path = "var/audit.db",
+        migrate_schema: bool = True,
+    ) -> None:
+        """`url`: postgresql://user@host:port/db. `busy_timeout_ms` bounds every wait on the
+        database (connect, the chain's lock, each statement, a pooled connection) before a
+        write or read fails closed. `key_anchor`: the DEV-ONLY checkpoint key lives in
+        `<its folder>/keys/` when no `checkpoint_key` is given (a fleet must give one: every
+        replica signs with the same key). Raises AuditSchemaError when the schema is behind
+        and this role may not migrate it; a database that does not answer yet is not an
+        error here (the writer fails closed until it does)."""
+        self.url = url
+        self.busy_timeout = busy_timeout_ms / 1000
+        self.checkpoint_every = int(checkpoint_every)
+        self.max_batch = int(max_batch)
+        self.stats = WriterStats()
+        self.on_commit: Callable[[int, float], None] | None = None
+        self.signer: Signer = load_signer(checkpoint_key, key_anchor)
+        self._schema_ready = False
+        if migrate_schema:
+            try:
+                self.ensure_schema()
+            except psycopg.OperationalError as exc:
+                log.warning("audit store: PostgreSQL not reachable yet (%s); writes fail closed until it is", _one_line(exc))
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, int(pool_size)),
+            timeout=self.busy_timeout,
+            kwargs={"autocommit": True, "connect_timeout": self._connect_timeout},
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=max(5.0, self.busy_timeout),
+            name="lcr-audit-read",
+            open=False,
+        )
+        self.pool.open(wait=False)
+        self._writer: _PgWriter | None = None
+        self._writer_lock = threading.Lock()
+        self._probe: psycopg.Connection[Any] | None = None
+        self._probe_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def _connect_timeout(self) -> int:
+        return max(1, round(self.busy_timeout))  # libpq takes whole seconds (minimum 2 in effect)
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        ms = int(self.busy_timeout * 1000)
+        # Durability is the point: never let a server default of `off` answer before the flush.
+        conn.execute("SET synchronous_commit = on")
+        conn.execute(f"SET lock_timeout = {ms}")
+        conn.execute(f"SET statement_timeout = {max(ms, 1000) * 5}")  # a slow database is a fault, bounded
+        conn.execute(f"SET idle_in_transaction_session_timeout = {max(ms, 1000) * 10}")
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection with the store's timeouts (close it when done)."""
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout)
+        try:
+            self._configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def ensure_schema(self) -> None:
+        """Migrate, or check that the schema is current when this role may not migrate."""
+        if self._schema_ready:
+            return
+        migrate(self.url, self._connect_timeout)
+        self._schema_ready = True
+
+    # -- writing -------------------------------------------------------------------------
+
+    def append(self, event: AuditEvent) -> int:
+        """Commit one row durably and return its seq. Raises AuditWriteError."""
+        return self._submit([event])
+
+    def append_many(self, events: Iterable[AuditEvent | Mapping[str, Any]]) -> list[int]:
+        """Commit several rows in order (in commits of at most max_batch rows); their seqs."""
+        rows = list(events)
+        seqs: list[int] = []
+        for start in range(0, len(rows), self.max_batch):
+            part = rows[start : start + self.max_batch]
+            first = self._submit(part)
+            seqs.extend(range(first, first + len(part)))
+        return seqs
+
+    def _submit(self, rows: list[Any]) -> int:
+        pending = _Pending(rows)
+        self._ensure_writer().queue.put(pending)
+        return pending.wait()
+
+    def _ensure_writer(self) -> "_PgWriter":
+        writer = self._writer
+        if writer is not None and writer.pid == os.getpid() and writer.is_alive():
+            return writer
+        with self._writer_lock:
+            if self._closed:
+                raise AuditWriteError("the audit store is closed")
+            writer = self._writer
+            if writer is None or writer.pid != os.getpid() or not writer.is_alive():
+                writer = self._writer = _PgWriter(self)
+                writer.start()
+            return writer
+
+    def _ready(self, batch: list[_Pending]) -> list[_Pending]:
+        """Prepare every row; a caller whose row cannot be stored gets its error now."""
+        ready = []
+        for p in batch:
+            try:
+                p.rows = [r if type(r) is tuple else prepare(_escape_nul(r)) for r in p.rows]
+            except AuditWriteError as exc:
+                p.resolve(error=exc)
+            else:
+                ready.append(p)
+        return ready
+
+    def _commit(self, writer: "_PgWriter", batch: list[_Pending]) -> None:
+        """Commit the batch as one transaction; a row the database refuses fails alone."""
+        batch[:] = self._ready(batch)
+        if not batch:
+            return
+        rows = [row for p in batch for row in p.rows]
+        started = time.perf_counter()
+        try:
+            first_seq = writer.write(rows)
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError, psycopg.errors.ProgrammingError) as exc:
+            if len(batch) > 1:
+                # A row the database refused (a duplicate decision id, a value it cannot
+                # hold): one bad row must not fail its neighbours, so commit them one by one.
+                for p in batch:
+                    self._commit(writer, [p])
+                return
+            self._fail(batch, exc)
+            return
+        except Exception as exc:  # unreachable, timed out, killed: the store's state, not a row's
+            self._fail(batch, exc)
+            return
+        elapsed = time.perf_counter() - started
+        self.stats.commits += 1
+        self.stats.rows += len(rows)
+        AuditStore._release(batch, first_seq)
+        if self.on_commit is not None:
+            self.on_commit(len(rows), elapsed)
+
+    def _fail(self, batch: list[_Pending], exc: Exception) -> None:
+        self.stats.failed_commits += 1
+        for p in batch:
+            p.resolve(error=AuditWriteError(f"{type(exc).__name__}: {_one_line(exc)}"))
+
+    def _insert_checkpoint(self, conn: psycopg.Connection[Any], seq: int, row_hash: str) -> dict[str, Any]:
+        now = _utcnow()
+        cp = {"seq": seq, "row_hash": row_hash, "signature": self.signer.sign(seq, row_hash, now), "key_id": self.signer.kid, "time": now}
+        conn.execute(
+            f"INSERT INTO {CHECKPOINTS} (seq, row_hash, signature, key_id, time) VALUES (%(seq)s, %(row_hash)s, %(signature)s, %(key_id)s, %(time)s)", cp
+        )
+        self.stats.checkpoints += 1
+        return cp
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """Sign the current chain head now (no-op when it is already signed); the checkpoint row."""
+        self.ensure_schema()
+        with self.connect() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
+            seq, row_hash, _ = conn.execute(_HEAD).fetchone()  # type: ignore[misc]
+            if not seq:
+                return None
+            existing = conn.execute(f"SELECT seq, row_hash, signature, key_id, time FROM {CHECKPOINTS} WHERE seq = %s", (seq,)).fetchone()
+            if existing is not None:
+                return dict(zip(("seq", "row_hash", "signature", "key_id", "time"), existing))
+            return self._insert_checkpoint(conn, seq, row_hash)
+
+    # -- reading -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator["PgReader"]:
+        """A read-only connection from the pool, as a PgReader (sqlite3-like execute).
+
+        Raises AuditWriteError (the store is unavailable: 503) when no connection comes
+        within the busy timeout."""
+        try:
+            cm = self.pool.connection(timeout=self.busy_timeout)
+            conn = cm.__enter__()
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            raise AuditWriteError(f"audit store unavailable: {type(exc).__name__}: {_one_line(exc)}") from None
+        reader = PgReader(conn)
+        try:
+            yield reader
+        except BaseException:
+            reader.end()
+            cm.__exit__(None, None, None)
+            raise
+        reader.end()
+        cm.__exit__(None, None, None)
+
+    def rows(self, **where: Any) -> Iterator[dict[str, Any]]:
+        names = ("seq", "prev_hash", "row_hash", *chain.CONTENT_NAMES)
+        clause = " AND ".join(f"{k} = %({k})s" for k in where) or "TRUE"
+        with self.connect() as conn:
+            found = conn.execute(f"SELECT {', '.join(names)} FROM {TABLE} WHERE {clause} ORDER BY seq", where).fetchall()
+        return iter([dict(zip(names, values)) for values in found])
+
+    def count(self) -> int:
+        with self.connect() as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])  # type: ignore[index]
+
+    def head(self) -> tuple[int, str]:
+        """(seq, row_hash) of the last row; (0, GENESIS) when empty."""
+        with self.connect() as conn:
+            seq, row_hash, _ = conn.execute(_HEAD).fetchone()  # type: ignore[misc]
+        return int(seq), str(row_hash)
+
+    def writable(self, timeout: float | None = None) -> dict[str, Any]:
+        """Readiness: the database answers, is a primary, and this role may append to the log.
+
+        {"ok": bool, "detail": str}. `timeout` is accepted for the SQLite store's signature;
+        the probe's connection is bounded by the busy timeout."""
+        with self._probe_lock:
+            try:
+                if self._probe is None or self._probe.closed:
+                    self._probe = self.connect()
+                self.ensure_schema()
+                ok, primary = self._probe.execute(
+                    f"SELECT has_table_privilege(current_user, '{TABLE}', 'INSERT'), NOT pg_is_in_recovery()"
+                ).fetchone()  # type: ignore[misc]
+            except (psycopg.Error, AuditWriteError) as exc:
+                if self._probe is not None:
+                    self._probe.close()
+                    self._probe = None
+                return {"ok": False, "detail": f"audit store not writable ({type(exc).__name__}: {_one_line(exc)})"}
+        if not ok or not primary:
+            return {"ok": False, "detail": "audit store not writable (no INSERT privilege on the log, or a read-only standby)"}
+        return {"ok": True, "detail": "audit store writable"}
+
+    def close(self) -> None:
+        with self._writer_lock:
+            self._closed = True
+            writer, self._writer = self._writer, None
+        if writer is not None and writer.pid == os.getpid() and writer.is_alive():
+            writer.queue.put(None)
+            writer.join()
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
+        self.pool.close()
+
+
+class _PgWriter(threading.Thread):
+    """Commits whatever is queued, as one transaction per round, on its own connection."""
+
+    def __init__(self, store: PgAuditStore) -> None:
+        super().__init__(name="audit-writer-pg", daemon=True)
+        self.store = store
+        self.pid = os.getpid()
+        self.queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self.stopping = False
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def _take(self, rows: int) -> list[_Pending]:
+        taken: list[_Pending] = []
+        while rows > 0 and not self.stopping:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self.stopping = True
+                break
+            taken.append(item)
+            rows -= len(item.rows)
+        return taken
+
+    def write(self, rows: list[Prepared]) -> int:
+        """One transaction: lock the chain, read the head, chain and COPY the rows, maybe sign.
+
+        A connection that turns out dead before COMMIT was sent is replaced once (nothing
+        was committed on it); a failure during COMMIT is not retried (the rows may be in)."""
+        store = self.store
+        for attempt in (0, 1):
+            if self.conn is None or self.conn.closed:
+                store.ensure_schema()
+                self.conn = store.connect()
+            conn = self.conn
+            committing = False
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
+                    head_seq, head_hash, last_checkpoint = conn.execute(_HEAD).fetchone()  # type: ignore[misc]
+                    new_seq, new_hash = head_seq, head_hash
+                    after = chain.row_hash_after
+                    with conn.cursor().copy(_COPY) as copy:
+                        for values, _content, prefix in rows:
+                            new_seq += 1
+                            prev, new_hash = new_hash, after(prefix, new_seq, new_hash)
+                            copy.write_row((new_seq, prev, new_hash, *values))
+                    if store.checkpoint_every > 0 and new_seq - last_checkpoint >= store.checkpoint_every:
+                        store._insert_checkpoint(conn, new_seq, new_hash)
+                    committing = True
+                return int(head_seq) + 1
+            except psycopg.OperationalError:
+                broken = conn.closed or conn.broken
+                if broken:
+                    conn.close()
+                    self.conn = None
+                if attempt == 0 and broken and not committing:
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def run(self) -> None:
+        try:
+            while True:
+                first = self.queue.get()
+                if first is None:
+                    break
+                batch = [first, *self._take(self.store.max_batch - len(first.rows))]
+                try:
+                    self.store._commit(self, batch)
+                except BaseException as exc:  # a bug: fail this round's callers, keep writing
+                    for p in batch:
+                        p.resolve(error=AuditWriteError(f"audit write failed: {type(exc).__name__}: {exc}"))
+                    if not isinstance(exc, Exception):
+                        raise
+                if self.stopping:
+                    break
+        except BaseException as exc:  # never leave a caller waiting forever
+            error = AuditWriteError(f"audit writer stopped: {type(exc).__name__}: {exc}")
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item.resolve(error=error)
+            raise
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+
+
+# -- reading through the sqlite3-shaped interface the queries, verify and replay use ---------
+
+_names = itertools.count()
+
+
+class PgReader:
+    """A read-only PostgreSQL connection that answers `execute(sql, params)` like sqlite3.
+
+    `?` placeholders become `%s`; results stream through server-side cursors (verify and
+    replay walk millions of rows in constant memory). Everything runs in one read-only
+    transaction, REPEATABLE READ, opened by the first statement or by an explicit "BEGIN"
+    (one snapshot for several cursors, as verify needs) and ended by "COMMIT" or end().
+    """
+
+    dialect = "postgresql"
+
+    def __init__(self, conn: psycopg.Connection[Any], itersize: int = 2000) -> None:
+        self.conn = conn
+        self.itersize = itersize
+        self._cursors: list[psycopg.ServerCursor[Any]] = []
+
+    def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Any:
+        word = sql.strip().upper()
+        if word in ("BEGIN", "BEGIN TRANSACTION"):
+            self.end()
+            self._begin()
+            return None
+        if word in ("COMMIT", "ROLLBACK", "END"):
+            self.end()
+            return None
+        if self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self._begin()
+        cursor = self.conn.cursor(name=f"lcr_r{next(_names)}")
+        cursor.itersize = self.itersize
+        self._cursors.append(cursor)
+        cursor.execute(_placeholders(sql), params if isinstance(params, Mapping) else list(params))
+        return cursor
+
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def end(self) -> None:
+        """Close the cursors and end the read transaction (nothing was written)."""
+        for cursor in self._cursors:
+            with contextlib.suppress(psycopg.Error):
+                cursor.close()
+        self._cursors.clear()
+        if not self.conn.closed and self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.end()
+        self.conn.close()
+
+
+def _placeholders(sql: str) -> str:
+    """sqlite3's `?` as psycopg's `%s` (the queries never put `?` or `%` in literals)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def is_postgres_url(value: str | os.PathLike[str] | None) -> bool:
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
+
+
+@contextlib.contextmanager
+def read_connection(url: str, connect_timeout: float = 10.0) -> Iterator[PgReader]:
+    """A read-only PgReader on a new connection (the command line's)."""
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
+    except psycopg.OperationalError as exc:
+        raise AuditWriteError(f"cannot reach the audit store: {_one_line(exc)}") from None
+    reader = PgReader(conn)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
