@@ -1,4 +1,9 @@
-"""Audit-store fixtures: real SQLite files in tmp_path, a checkpoint key, a log made by the real OPA."""
+"""Audit-store fixtures: real SQLite files in tmp_path and real PostgreSQL databases on the
+session's throwaway cluster, a checkpoint key, a log made by the real OPA.
+
+Tests that take `make_store`, `filled`, `synthetic_log` or `log_copy` run once per backend
+(`backend`: sqlite, postgresql); a module that is about SQLite files alone overrides
+`backend` with a fixture returning "sqlite"."""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit_store import AuditEvent, AuditStore
+from audit_store import AuditEvent, AuditStore, queries
+from audit_store.backends import open_store
 from audit_store.synthetic import generate
 from bundles.build import DEFAULT_KEY_ID, DEV_VERIFICATION_KEY
 
@@ -63,19 +69,62 @@ def event(i: int = 0, **kw: Any) -> AuditEvent:
     return AuditEvent(**values)
 
 
-@pytest.fixture
-def make_store(tmp_path: Path, checkpoint_key: Path) -> Iterator[Callable[..., AuditStore]]:
-    opened: list[AuditStore] = []
+BACKENDS = ("sqlite", "postgresql")
 
-    def make(name: str = "audit.db", **kw: Any) -> AuditStore:
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_store(tmp_path: Path, checkpoint_key: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Opens stores of this test's backend: a SQLite file in tmp_path, or a new PostgreSQL
+    database written by the sidecar's role (INSERT and SELECT only)."""
+    opened: list[Any] = []
+
+    def make(name: str = "audit.db", **kw: Any) -> Any:
         kw.setdefault("checkpoint_key", checkpoint_key)
-        store = AuditStore(tmp_path / name, **kw)
+        if backend == "postgresql":
+            db = request.getfixturevalue("pg_databases").new()
+            store = open_store(db.url, key_anchor=tmp_path / name, **kw)
+            store.owner_url = db.owner_url  # for the tests that play the attacker
+        else:
+            store = AuditStore(tmp_path / name, **kw)
         opened.append(store)
         return store
 
     yield make
     for store in opened:
         store.close()
+
+
+def db_arg(store: Any) -> str:
+    """What `lcr-audit --db` takes for this store: the SQLite file, or the PostgreSQL URL."""
+    return store.url if getattr(store, "backend", "sqlite") == "postgresql" else str(store.path)
+
+
+def select(source: Any, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts, through the store's own read-only connection (either backend)."""
+    with queries.connect(source) as conn:
+        cursor = conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values)) for values in cursor.fetchall()]
+
+
+class _Attacker:
+    """Raw SQL with the append-only triggers out of the way, `?` placeholders, both backends."""
+
+    def __init__(self, conn: Any, postgres: bool) -> None:
+        self.conn, self.postgres = conn, postgres
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if self.postgres:
+            return self.conn.execute(sql.replace("?", "%s"), params)
+        return self.conn.execute(sql, params)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 @pytest.fixture
@@ -87,8 +136,19 @@ def filled(make_store: Callable[..., AuditStore]) -> AuditStore:
     return store
 
 
-def raw(path: Path) -> sqlite3.Connection:
-    """A connection as an attacker with the file would have it: triggers dropped."""
+def raw(target: Any) -> Any:
+    """A connection as an attacker holding the database would have it: triggers off.
+
+    `target`: a store of either backend, or a SQLite file's path. On PostgreSQL the attacker
+    is the superuser with session_replication_role = replica (no trigger fires)."""
+    if getattr(target, "backend", None) == "postgresql" or isinstance(target, str) and target.startswith("postgresql://"):
+        import psycopg
+
+        url = getattr(target, "owner_url", target)
+        pg = psycopg.connect(url, autocommit=True)
+        pg.execute("SET session_replication_role = replica")
+        return _Attacker(pg, True)
+    path = getattr(target, "path", target)
     conn = sqlite3.connect(path, isolation_level=None)
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         conn.execute(f"DROP TRIGGER {name}")
@@ -101,21 +161,49 @@ def archive(run_dir: Path, bundle_revision: str) -> Path:
     return run_dir / "bundles" / "archive"
 
 
-@pytest.fixture(scope="session")
-def synthetic_log(tmp_path_factory: pytest.TempPathFactory, archive: Path, bundle_revision: str, opa_bin: str, checkpoint_key: Path) -> Path:
-    """2,000 decisions made by the real OPA with the built bundle (read-only: copy to change)."""
-    path = tmp_path_factory.mktemp("synthetic") / "audit.db"
-    store = AuditStore(path, checkpoint_key=checkpoint_key, checkpoint_every=500)
+def _generate(store: Any, archive: Path, bundle_revision: str, opa_bin: str) -> None:
     try:
         generate(store, 2000, archive / f"{bundle_revision}.tar.gz", bundle_revision, opa_bin, seed=7,
                  verification_key=DEV_VERIFICATION_KEY, key_id=DEFAULT_KEY_ID)
     finally:
         store.close()
+
+
+@pytest.fixture(scope="session")
+def synthetic_sqlite(tmp_path_factory: pytest.TempPathFactory, archive: Path, bundle_revision: str, opa_bin: str, checkpoint_key: Path) -> Path:
+    path = tmp_path_factory.mktemp("synthetic") / "audit.db"
+    _generate(AuditStore(path, checkpoint_key=checkpoint_key, checkpoint_every=500), archive, bundle_revision, opa_bin)
     return path
 
 
+@pytest.fixture(scope="session")
+def synthetic_pg(pg_databases: Any, archive: Path, bundle_revision: str, opa_bin: str, checkpoint_key: Path) -> Any:
+    db = pg_databases.new("synthetic")
+    _generate(open_store(db.url, checkpoint_key=checkpoint_key, checkpoint_every=500), archive, bundle_revision, opa_bin)
+    return db
+
+
 @pytest.fixture
-def log_copy(synthetic_log: Path, tmp_path: Path) -> Path:
+def synthetic_log(backend: str, request: pytest.FixtureRequest) -> Any:
+    """2,000 decisions made by the real OPA with the built bundle, written through the
+    store of this test's backend (read-only: copy to change): a SQLite Path or a
+    postgresql:// URL (the sidecar's role)."""
+    if backend == "postgresql":
+        return request.getfixturevalue("synthetic_pg").url
+    return request.getfixturevalue("synthetic_sqlite")
+
+
+@pytest.fixture
+def log_copy(synthetic_log: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    if isinstance(synthetic_log, str):
+        import psycopg
+
+        cluster = request.getfixturevalue("pg_cluster")
+        source = request.getfixturevalue("synthetic_pg")
+        name = f"copy_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source.name}"')
+        return cluster.url(dbname=name)  # the owner's URL: the tests that use a copy tamper with it
     target = tmp_path / "copy.db"
     src = sqlite3.connect(synthetic_log)
     dst = sqlite3.connect(target)
@@ -123,7 +211,7 @@ def log_copy(synthetic_log: Path, tmp_path: Path) -> Path:
         src.backup(dst)
     src.close()
     dst.close()
-    keys = synthetic_log.parent / "keys"
+    keys = Path(synthetic_log).parent / "keys"
     if keys.exists():
         shutil.copytree(keys, tmp_path / "keys", dirs_exist_ok=True)
     return target

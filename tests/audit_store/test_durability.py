@@ -20,6 +20,12 @@ from audit_store.verify import verify
 
 from .. import processes
 
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: SQLite files (the PostgreSQL fleet: tests/hardening/test_fleet.py)."""
+    return "sqlite"
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

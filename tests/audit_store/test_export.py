@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -15,11 +14,7 @@ from audit_store.cli import cli
 
 
 def count(db) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
-    finally:
-        conn.close()
+    return queries.count(db)
 
 
 def test_jsonl_is_one_complete_row_per_line(synthetic_log):

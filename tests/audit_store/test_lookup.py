@@ -15,6 +15,12 @@ from audit_store.store import LOOKUP, LOOKUP_COLUMNS, migrations, prepare, updat
 from .conftest import event
 
 
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: the lookup table is SQLite's (PostgreSQL indexes the log itself)."""
+    return "sqlite"
+
+
 ODD_ROWS = [
     event(0),
     event(1, subject_name="Zoë Ünal \u2603 \U0001F600", client="a\"b\\c\n\t\x00\x1f"),

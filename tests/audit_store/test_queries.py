@@ -4,7 +4,6 @@ accessed, all denials; paginated by seq; as functions and as the CLI."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -13,14 +12,11 @@ from audit_store import queries
 from audit_store.cli import cli
 from audit_store.queries import QueryError
 
+from .conftest import select
+
 
 def all_rows(db):
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM decisions ORDER BY seq")]
-    finally:
-        conn.close()
+    return select(db, "SELECT * FROM decisions ORDER BY seq")
 
 
 def pages(fn, *args, **kw):
@@ -93,8 +89,8 @@ def test_bad_filters_are_clear_errors(synthetic_log, bad):
 
 
 def test_queries_cannot_write(synthetic_log):
-    with queries.connect(synthetic_log) as conn, pytest.raises(sqlite3.OperationalError, match="readonly"):
-        conn.execute("CREATE TABLE x (y)")
+    with queries.connect(synthetic_log) as conn, pytest.raises(Exception, match="readonly|read-only"):
+        conn.execute("CREATE TABLE x (y int)")
 
 
 @pytest.mark.parametrize(
@@ -124,7 +120,7 @@ def test_cli_refuses_a_missing_store(tmp_path):
     assert result.exit_code == 2 and "no audit store" in result.output
 
 
-@pytest.mark.parametrize("command", ["verify", "who-accessed", "staff", "service", "denials", "export", "checkpoint", "replay", "impact"])
+@pytest.mark.parametrize("command", ["verify", "who-accessed", "staff", "service", "denials", "export", "checkpoint", "replay", "impact", "migrate"])
 def test_every_command_has_help_with_an_example(command):
     result = CliRunner().invoke(cli, [command, "--help"])
     assert result.exit_code == 0 and "Example" in result.output and "--db" in result.output

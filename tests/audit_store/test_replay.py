@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -11,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audit_store import replay as rp
+from audit_store import queries, replay as rp
 from audit_store.cli import cli
 from audit_store.queries import Filters
 from bundles.build import DEFAULT_KEY_ID, DEV_VERIFICATION_KEY
 
-from .conftest import event, raw
+from .conftest import event, raw, select
 
 FULL = {"nhs_number": "9990000018", "dob": "1938-04-12"}
 SMALL = {"nhs_number": "9990000026", "dob": "1945-11-02"}
@@ -26,20 +25,15 @@ def options(opa_bin: str, **kw) -> rp.Options:
     return rp.Options(opa=opa_bin, verification_key=DEV_VERIFICATION_KEY, key_id=DEFAULT_KEY_ID, chunk=500, **kw)
 
 
-def run_replay(db: Path, archive: Path, opa_bin: str, **kw) -> rp.ReplayReport:
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
+def run_replay(db, archive: Path, opa_bin: str, **kw) -> rp.ReplayReport:
+    """`db`: a store, a SQLite file or a postgresql:// URL."""
+    with queries.connect(db) as conn:
         return rp.replay(conn, archive, Filters(), options(opa_bin, **kw))
-    finally:
-        conn.close()
 
 
-def run_impact(db: Path, candidate: Path, opa_bin: str, archive: Path, **kw) -> rp.ImpactReport:
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
+def run_impact(db, candidate: Path, opa_bin: str, archive: Path, **kw) -> rp.ImpactReport:
+    with queries.connect(db) as conn:
         return rp.impact(conn, candidate, Filters(), options(opa_bin, archive=archive, **kw))
-    finally:
-        conn.close()
 
 
 def test_a_log_made_by_the_sidecar_replays_100_percent(client, token, app, archive, opa_bin):
@@ -81,7 +75,7 @@ def test_unreplayable_decisions_are_counted_with_their_reason(make_store, archiv
     store.append(event(2, opa_result=None))
     store.append(event(3, policy_revision=None))
     store.append(event(4, policy_revision=bundle_revision, opa_input=decided, opa_result=None))
-    report = run_replay(store.path, archive, opa_bin)
+    report = run_replay(store, archive, opa_bin)
     assert report.reproduced == report.diverged == 0
     assert report.unreplayable == Counter({
         f"revision sha256-00000000000000000000 is not in the archive ({archive})": 1,
@@ -144,17 +138,14 @@ def test_impact_of_removing_alerts_from_admin_is_exactly_the_admins_alerts(synth
     remove_section(candidate, "admin", "alerts")
     expected: Counter[tuple[str, str, str, str]] = Counter()
     narrowed = 0
-    conn = sqlite3.connect(synthetic_log)
-    for level, service, result, requested in conn.execute(
-        "SELECT access_level, care_service, opa_result, sections_requested FROM decisions WHERE opa_result IS NOT NULL"
-    ):
-        result = json.loads(result)
+    for row in select(synthetic_log, "SELECT access_level, care_service, opa_result, sections_requested FROM decisions WHERE opa_result IS NOT NULL"):
+        level, service, requested = row["access_level"], row["care_service"], row["sections_requested"]
+        result = json.loads(row["opa_result"])
         if level == "admin" and result["allow"] and "alerts" in result["sections"]:
             narrowed += 1
             expected[(level, service, "alerts", "section lost")] += 1
             if json.loads(requested) == ["alerts"]:
                 expected[(level, service, "*", "access revoked")] += 1
-    conn.close()
     assert narrowed > 50
     report = run_impact(synthetic_log, candidate, opa_bin, archive)
     assert report.changes == expected

@@ -14,7 +14,7 @@ from audit_store.store import migrations
 from audit_store.verify import verify
 from audit_store.checkpoints import load_public_keys
 
-from .conftest import event
+from .conftest import event, select
 
 
 def test_append_returns_consecutive_seqs_and_chains_rows(make_store):
@@ -59,13 +59,53 @@ def test_row_hash_is_sha256_of_the_canonical_json_of_the_row(make_store):
         ),
     ],
 )
-def test_the_store_refuses_changes(filled, sql):
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL: test_postgres_refuses_changes
+def test_the_store_refuses_changes(filled, sql, backend):
     conn = sqlite3.connect(filled.path, isolation_level=None)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         conn.execute(sql)
     conn.close()
     assert filled.count() == 30
 
+
+PG_CHANGES = [
+    pytest.param("UPDATE decisions SET outcome = 'allowed' WHERE seq = 1", id="update"),
+    pytest.param("UPDATE decisions SET outcome = 'allowed' WHERE seq = 999", id="update-no-row"),
+    pytest.param("DELETE FROM decisions WHERE seq = 1", id="delete"),
+    pytest.param("DELETE FROM decisions", id="delete-all"),
+    pytest.param("TRUNCATE decisions", id="truncate"),
+    pytest.param("UPDATE checkpoints SET seq = 1", id="update-checkpoint"),
+    pytest.param("DELETE FROM checkpoints", id="delete-checkpoint"),
+    pytest.param("TRUNCATE checkpoints", id="truncate-checkpoints"),
+    pytest.param(
+        "INSERT INTO decisions (seq, prev_hash, row_hash, decision_id, time, action, outcome, http_status) "
+        "VALUES (99, 'x', 'y', 'x', 't', 'a', 'o', 200)",
+        id="insert-off-chain",
+    ),
+    pytest.param(
+        "INSERT INTO decisions (seq, prev_hash, row_hash, decision_id, time, action, outcome, http_status) "
+        "SELECT 31, row_hash, row_hash, 'forged', time, action, outcome, http_status FROM decisions WHERE seq = 29",
+        id="insert-after-the-wrong-row",
+    ),
+    pytest.param(
+        "INSERT INTO decisions SELECT * FROM decisions WHERE seq = 1 ON CONFLICT (seq) DO UPDATE SET outcome = 'denied'",
+        id="upsert",
+    ),
+    pytest.param("INSERT INTO checkpoints VALUES (5, 'not-the-hash', 'sig', 'k', 't')", id="checkpoint-off-chain"),
+]
+
+
+@pytest.mark.parametrize("sql", PG_CHANGES)
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_postgres_refuses_changes(filled, sql, backend):
+    """The sidecar's role has no UPDATE, DELETE or TRUNCATE; the triggers refuse even the owner."""
+    import psycopg
+
+    for url, refused in ((filled.url, (psycopg.errors.InsufficientPrivilege, psycopg.errors.RestrictViolation)), (filled.owner_url, psycopg.errors.RestrictViolation)):
+        with psycopg.connect(url, autocommit=True) as conn:
+            with pytest.raises(refused):
+                conn.execute(sql)
+    assert filled.count() == 30 and filled.head()[0] == 30
 
 def test_group_commit_groups_concurrent_appends(make_store):
     store = make_store(checkpoint_every=0)
@@ -93,11 +133,20 @@ def test_group_commit_groups_concurrent_appends(make_store):
     assert commits < 32 * 20 / 2, f"{commits} commits for {32 * 20} rows: not grouped"
 
 
-def test_a_failed_commit_fails_every_waiter(make_store, tmp_path):
+def test_a_failed_commit_fails_every_waiter(make_store, tmp_path, backend):
     store = make_store(busy_timeout_ms=50)
     store.append(event(0))
-    blocker = sqlite3.connect(store.path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the timeout
+    if backend == "postgresql":
+        import psycopg
+
+        from audit_store.pg import CHAIN_LOCK
+
+        blocker = psycopg.connect(store.url, autocommit=True)
+        blocker.execute("BEGIN")
+        blocker.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))  # another replica holds the chain past the timeout
+    else:
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the timeout
     results: list[object] = []
 
     def worker(i: int) -> None:
@@ -114,7 +163,7 @@ def test_a_failed_commit_fails_every_waiter(make_store, tmp_path):
     blocker.execute("ROLLBACK")
     blocker.close()
     assert len(results) == 8 and all(isinstance(r, AuditWriteError) for r in results), results
-    assert "locked" in str(results[0])
+    assert ("lock timeout" if backend == "postgresql" else "locked") in str(results[0])
     assert store.append(event(99)) == 2  # and the store recovers
 
 
@@ -153,14 +202,12 @@ def test_checkpoints_every_n_rows_and_on_demand(make_store, checkpoint_key):
     store = make_store(checkpoint_every=10)
     for i in range(25):
         store.append(event(i))
-    conn = sqlite3.connect(store.path)
-    seqs = [r[0] for r in conn.execute("SELECT seq FROM checkpoints ORDER BY seq")]
+    seqs = [r["seq"] for r in select(store, "SELECT seq FROM checkpoints ORDER BY seq")]
     assert seqs == [10, 20]
     cp = store.checkpoint()
     assert cp is not None and cp["seq"] == 25
     assert store.checkpoint()["seq"] == 25  # already signed: no second checkpoint
-    assert [r[0] for r in conn.execute("SELECT seq FROM checkpoints ORDER BY seq")] == [10, 20, 25]
-    conn.close()
+    assert [r["seq"] for r in select(store, "SELECT seq FROM checkpoints ORDER BY seq")] == [10, 20, 25]
 
 
 def test_without_a_configured_key_a_dev_key_is_generated_beside_the_store(tmp_path):

@@ -30,6 +30,12 @@ from audit_store.verify import verify
 
 from .conftest import event
 
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: the group is held together by the SQLite writers' lock file."""
+    return "sqlite"
+
 CLAIM_COLUMNS = ("subject_id", "subject_name", "care_service", "access_level", "reason_for_request")
 
 
