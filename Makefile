@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 OPA = $(shell scripts/tools.sh opa)
 REGAL = $(shell scripts/tools.sh regal)
 HAPI_JAR = $(shell scripts/hapi.sh jar)
+PG_BIN = $(shell scripts/pg.sh bindir)
 
 .PHONY: help venv lock tools hapi bundle run test test-policy test-python lint-policy fmt clean bench bench-1m bench-profile soak
 
@@ -57,8 +58,8 @@ test-policy: tools  ## opa check --strict, opa fmt, regal lint, opa test --cover
 	@$(PY) -c 'import json,sys; c=json.load(open("var-coverage.json"))["coverage"]; print(f"policy line coverage: {c:.1f}%"); sys.exit(0 if c >= 90 else "coverage below 90%")'
 	@rm -f var-coverage.json
 
-test-python: venv tools hapi  ## pytest (integration tests run the real opa and a HAPI FHIR server)
-	LCR_OPA_BIN=$(OPA) LCR_HAPI_JAR=$(HAPI_JAR) $(PY) -m pytest
+test-python: venv tools hapi  ## pytest (integration tests run the real opa, a HAPI FHIR server and a throwaway PostgreSQL)
+	LCR_OPA_BIN=$(OPA) LCR_HAPI_JAR=$(HAPI_JAR) LCR_PG_BIN=$(PG_BIN) $(PY) -m pytest
 
 test: venv test-policy test-python  ## everything CI runs
 

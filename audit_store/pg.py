@@ -607,10 +607,17 @@ class PgReader:
             return None
         if self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             self._begin()
-        cursor = self.conn.cursor(name=f"lcr_r{next(_names)}")
-        cursor.itersize = self.itersize
-        self._cursors.append(cursor)
-        cursor.execute(_placeholders(sql), params if isinstance(params, Mapping) else list(params))
+        args = params if isinstance(params, Mapping) else list(params)
+        try:
+            if not word.startswith(("SELECT", "WITH")):
+                # Not a query (the transaction is read-only, so nothing can change): as it is.
+                return self.conn.execute(_placeholders(sql), args)
+            cursor = self.conn.cursor(name=f"lcr_r{next(_names)}")
+            cursor.itersize = self.itersize
+            self._cursors.append(cursor)
+            cursor.execute(_placeholders(sql), args)
+        except psycopg.OperationalError as exc:  # gone, timed out: the store is unavailable (503)
+            raise AuditWriteError(f"audit store unavailable: {type(exc).__name__}: {_one_line(exc)}") from None
         return cursor
 
     def _begin(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from audit_store import queries
+from audit_store import AuditWriteError, queries
 
 from . import errors
 from .pipeline import Access, Answer, dispatch, services
@@ -64,6 +64,9 @@ def query_trail(access: Access, subject: dict[str, Any], asked: Asked, decision:
             limit=_whole(body.get("limit")) or 100,
             **filters,
         )
+    except AuditWriteError:
+        # The store did not answer (PostgreSQL unreachable, its pool exhausted): fail closed.
+        raise errors.AuditUnavailable() from None
     except (queries.QueryError, TypeError, ValueError, OverflowError, sqlite3.Error):
         # Filters out of any range (year 10000, a seq past SQLite's INTEGER, an object
         # for an outcome) are the caller's to fix, not a server error.
