@@ -39,7 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlite_utils import Migrations
 
 from audit_store import AuditEvent, AuditStore, chain
-from audit_store.store import CHUNKS, LOOKUP, Prepared, _decisions, _deferred_indexes, _wal, canonical_json, insert_rows, update_lookup
+from audit_store.events import canonical_json
+from audit_store.store import CHUNKS, LOOKUP, Prepared, _decisions, _deferred_indexes, _wal, insert_rows, update_lookup
 
 from .report import machine, percentile, write_result
 
