@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import os
 import queue
@@ -474,6 +475,25 @@ class PgAuditStore:
             raise
         reader.end()
         cm.__exit__(None, None, None)
+
+    def recent_activity(self, subject_id: str, since: str) -> dict[str, dict[str, int]]:
+        """How one staff member's requests ended since `since` (the SQLite store's method:
+        {"outcomes": {outcome: rows}, "reasons": {deny reason: rows}}, committed rows of the
+        whole fleet). `since`: UTC ISO 8601 in the rows' format, inclusive. Raises
+        AuditWriteError when the database does not answer within the busy timeout."""
+        outcomes: dict[str, int] = {}
+        reasons: dict[str, int] = {}
+        with self.reader() as conn:
+            found = conn.execute(
+                f"SELECT outcome, CASE WHEN lcr_json_valid(reasons) THEN reasons ELSE '[]' END FROM {TABLE} WHERE subject_id = ? AND time >= ?",
+                (subject_id, since),
+            ).fetchall()
+        for outcome, reasons_json in found:
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            for reason in json.loads(reasons_json or "[]"):
+                if isinstance(reason, str):
+                    reasons[reason] = reasons.get(reason, 0) + 1
+        return {"outcomes": outcomes, "reasons": reasons}
 
     def rows(self, **where: Any) -> Iterator[dict[str, Any]]:
         names = ("seq", "prev_hash", "row_hash", *chain.CONTENT_NAMES)

@@ -9,7 +9,7 @@ import threading
 import pytest
 import sqlite_utils
 
-from audit_store import AuditStore, AuditWriteError, chain
+from audit_store import AuditStore, AuditWriteError, chain, queries
 from audit_store.store import migrations
 from audit_store.verify import verify
 from audit_store.checkpoints import load_public_keys
@@ -256,3 +256,24 @@ def test_rows_never_hold_the_token_or_record_content(client, token, app):
     row = list(app.extensions["lcr"].audit.rows())[0]
     assert json.loads(row["sections_returned"]) and len(row["response_sha256"]) == 64
     assert set(json.loads(row["opa_input"])) == {"subject", "patient", "requested_record", "action", "sections", "request", "history"}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_postgres_keeps_a_nul_as_its_escape_and_the_row_verifies(make_store, checkpoint_key, backend):
+    """PostgreSQL text cannot hold NUL: the row keeps `\\u0000`, hashed as stored."""
+    store = make_store(checkpoint_every=2)
+    store.append(event(0, subject_name="Ada\x00Carer"))
+    store.append(event(1))
+    [row] = [r for r in store.rows() if r["seq"] == 1]
+    assert row["subject_name"] == "Ada\\u0000Carer"
+    with queries.connect(store) as conn:
+        assert verify(conn, load_public_keys([checkpoint_key])).ok
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_postgres_recent_activity_counts_the_whole_fleets_rows(make_store, backend):
+    store = make_store()
+    store.append(event(0, subject_id="staff-x", outcome="denied", reasons=["no_relationship"]))
+    store.append(event(1, subject_id="staff-x"))
+    store.append(event(2, subject_id="staff-y"))
+    assert store.recent_activity("staff-x", "2026-11-25") == {"outcomes": {"denied": 1, "allowed": 1}, "reasons": {"no_relationship": 1}}
