@@ -1,8 +1,9 @@
 """The PostgreSQL audit store: one hash-chained, append-only log for a fleet of sidecars.
 
 Same interface and the same chain as the SQLite store (store.py, chain.py): `append(event)`
-returns the row's seq once the row is committed with synchronous commit (the commit's WAL
-record is flushed to disk before COMMIT returns), so no response leaves before its row.
+returns the row's seq once the row is committed and its commit record is flushed to disk
+(a synchronous commit waits for the flush behind it; see below), so no response leaves
+before its row.
 
 **One global chain, serialised in the database.** Every writer (each replica's writer
 thread) appends in a transaction that first takes a transaction-scoped advisory lock and
@@ -122,16 +123,31 @@ CREATE TRIGGER {TABLE}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {TABLE
 CREATE TRIGGER {CHECKPOINTS}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {CHECKPOINTS}
   FOR EACH STATEMENT EXECUTE FUNCTION lcr_audit_refuse();
 
--- Once per statement (COPY of a whole group included): every new row follows the row
--- before it. seq is the primary key, so two writers cannot both extend the same head.
+-- Once per statement (a whole group): the new rows follow each other, and the first follows
+-- the row before it. seq is the primary key, so two writers cannot both extend the same head.
+-- Written as lookups, not a join with the log: a join is planned as a scan of the whole log.
 CREATE FUNCTION lcr_audit_chain_only() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  first_seq bigint;
+  first_prev text;
+  rows_in bigint;
+  last_seq bigint;
+  before text;
 BEGIN
-  IF EXISTS (
-    SELECT 1 FROM lcr_new_rows n LEFT JOIN {TABLE} p ON p.seq = n.seq - 1
-    WHERE n.row_hash IS NULL
-       OR NOT CASE WHEN n.seq = 1 THEN n.prev_hash = '{chain.GENESIS}'
-                   ELSE p.seq IS NOT NULL AND p.row_hash = n.prev_hash END
-  ) THEN
+  SELECT min(seq), max(seq), count(*) INTO first_seq, last_seq, rows_in FROM lcr_new_rows;
+  IF rows_in = 0 THEN
+    RETURN NULL;
+  END IF;
+  SELECT prev_hash INTO first_prev FROM lcr_new_rows WHERE seq = first_seq;
+  IF first_seq = 1 THEN
+    before := '{chain.GENESIS}';
+  ELSE
+    SELECT row_hash INTO before FROM {TABLE} WHERE seq = first_seq - 1;
+  END IF;
+  IF before IS NULL OR first_prev IS DISTINCT FROM before OR last_seq - first_seq + 1 <> rows_in
+     OR EXISTS (SELECT 1 FROM lcr_new_rows WHERE row_hash IS NULL)
+     OR EXISTS (SELECT 1 FROM lcr_new_rows a JOIN lcr_new_rows b ON b.seq = a.seq + 1 WHERE b.prev_hash IS DISTINCT FROM a.row_hash)
+  THEN
     RAISE EXCEPTION 'the audit log is append-only: an insert must extend the hash chain' USING ERRCODE = 'restrict_violation';
   END IF;
   RETURN NULL;
