@@ -289,9 +289,9 @@ class PgAuditStore:
         database (connect, the chain's lock, each statement, a pooled connection) before a
         write or read fails closed. `key_anchor`: the DEV-ONLY checkpoint key lives in
         `<its folder>/keys/` when no `checkpoint_key` is given (a fleet must give one: every
-        replica signs with the same key). Raises AuditSchemaError when the schema is behind
-        and this role may not migrate it; a database that does not answer yet is not an
-        error here (the writer fails closed until it does)."""
+        replica signs with the same key). A schema that is behind while this role may not
+        migrate it, or a database that does not answer yet, is not an error here: writes
+        fail closed (AuditWriteError: 503) and readiness says why until it is fixed."""
         self.url = url
         self.busy_timeout = busy_timeout_ms / 1000
         self.checkpoint_every = int(checkpoint_every)
@@ -305,6 +305,9 @@ class PgAuditStore:
                 self.ensure_schema()
             except psycopg.OperationalError as exc:
                 log.warning("audit store: PostgreSQL not reachable yet (%s); writes fail closed until it is", _one_line(exc))
+            except AuditSchemaError as exc:
+                # Not ready (readiness says why) and every write 503, until the owner migrates.
+                log.error("audit store: %s", exc)
         self.pool = ConnectionPool(
             url,
             min_size=1,

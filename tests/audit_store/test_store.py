@@ -277,3 +277,25 @@ def test_postgres_recent_activity_counts_the_whole_fleets_rows(make_store, backe
     store.append(event(1, subject_id="staff-x"))
     store.append(event(2, subject_id="staff-y"))
     assert store.recent_activity("staff-x", "2026-11-25") == {"outcomes": {"denied": 1, "allowed": 1}, "reasons": {"no_relationship": 1}}
+
+
+def test_postgres_schema_behind_and_no_right_to_migrate_is_not_ready_and_refuses_writes(pg_cluster, checkpoint_key, tmp_path):
+    """The sidecar's role may not create the schema: it says so, and fails closed."""
+    import psycopg
+
+    from audit_store.backends import open_store
+
+    owner = pg_cluster.create_database("unmigrated")
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'lcr_unmigrated'").fetchone()
+        if not exists:
+            conn.execute("CREATE ROLE lcr_unmigrated LOGIN")
+    store = open_store(pg_cluster.url("lcr_unmigrated", "unmigrated"), checkpoint_key=checkpoint_key, key_anchor=tmp_path / "audit.db")
+    try:
+        verdict = store.writable()
+        assert not verdict["ok"] and "lcr-audit migrate" in verdict["detail"]
+        with pytest.raises(AuditWriteError, match="lcr-audit migrate"):
+            store.append(event(0))
+    finally:
+        store.close()
