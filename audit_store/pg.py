@@ -262,7 +262,10 @@ def _escape_nul(row: AuditEvent | Mapping[str, Any]) -> AuditEvent | Mapping[str
 
 _LOCK_HEAD = "SELECT * FROM lcr_audit_lock_head()"
 _FLUSHED = "SELECT pg_current_xact_id()"
-_COPY = f"COPY {TABLE} ({', '.join(chain.STORED_COLUMNS)}) FROM STDIN"
+_ROW = "(" + ", ".join(["%s"] * len(chain.STORED_COLUMNS)) + ")"
+#: multi-row INSERTs of a few fixed sizes (psycopg prepares a statement it runs often); a
+#: group is sent as the fewest of them, all in one pipeline with its COMMIT
+_INSERTS = {n: f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES " + ", ".join([_ROW] * n) for n in (256, 64, 16, 4, 1)}
 _HEAD = f"""SELECT coalesce((SELECT seq FROM {TABLE} ORDER BY seq DESC LIMIT 1), 0),
     coalesce((SELECT row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1), '{chain.GENESIS}'),
     coalesce((SELECT max(seq) FROM {CHECKPOINTS}), 0)"""
@@ -593,45 +596,60 @@ class _PgWriter(threading.Thread):
         return taken
 
     def write(self, rows: list[Prepared], joining: Callable[[], list[Prepared]] | None = None) -> int:
-        """One transaction: lock the chain and read its head (one round trip), chain and
-        COPY the rows (and those `joining()` hands over once the lock is held), maybe sign.
+        """Append the rows durably; the first one's seq. Three round trips, one of them
+        with the chain's lock held:
 
-        A connection that turns out dead before COMMIT was sent is replaced once (nothing
-        was committed on it); a failure during COMMIT is not retried (the rows may be in)."""
+        1. BEGIN and lcr_audit_lock_head() (the lock, the head, this transaction's commit
+           not waiting for the disk), in one pipeline;
+        2. the rows (and those `joining()` hands over now that the lock is held) hashed
+           onto the head, sent as multi-row INSERTs with a checkpoint when one is due and
+           the COMMIT, in one pipeline: the lock is released as the commit ends;
+        3. the flush-waiting transaction (see "Why the flush waits outside the lock").
+
+        A connection that turns out dead (the server restarted since the last round) is
+        replaced and the round tried once more: should the first try have committed after
+        all, the unique decision ids refuse the second (its callers get 503, the rows stay:
+        rows ≤ answered + in flight still holds)."""
         store = self.store
         for attempt in (0, 1):
             if self.conn is None or self.conn.closed:
                 store.ensure_schema()
                 self.conn = store.connect()
             conn = self.conn
-            committing = False
             try:
-                with conn.transaction():
-                    head_seq, head_hash, last_checkpoint = conn.execute(_LOCK_HEAD).fetchone()  # type: ignore[misc]
+                with conn.pipeline() as pipeline:
+                    conn.execute("BEGIN")
+                    head = conn.execute(_LOCK_HEAD)
+                    pipeline.sync()
+                    head_seq, head_hash, last_checkpoint = head.fetchone()  # type: ignore[misc]
                     if joining is not None and attempt == 0:
                         rows = rows + joining()
                     new_seq, new_hash = head_seq, head_hash
                     after = chain.row_hash_after
-                    with conn.cursor().copy(_COPY) as copy:
-                        for values, _content, prefix in rows:
-                            new_seq += 1
-                            prev, new_hash = new_hash, after(prefix, new_seq, new_hash)
-                            copy.write_row((new_seq, prev, new_hash, *values))
+                    flat: list[Any] = []
+                    for values, _content, prefix in rows:
+                        new_seq += 1
+                        prev, new_hash = new_hash, after(prefix, new_seq, new_hash)
+                        flat.extend((new_seq, prev, new_hash, *values))
+                    width = len(chain.STORED_COLUMNS)
+                    start, left = 0, len(rows)
+                    while left:
+                        size = next(n for n in _INSERTS if n <= left)
+                        conn.execute(_INSERTS[size], flat[start * width : (start + size) * width])
+                        start, left = start + size, left - size
                     if store.checkpoint_every > 0 and new_seq - last_checkpoint >= store.checkpoint_every:
                         store._insert_checkpoint(conn, new_seq, new_hash)
-                    committing = True
-                # Durable before anyone is answered: this statement is a transaction of its
-                # own that takes a transaction id, so its commit (synchronous_commit on, the
-                # session's setting) returns once the WAL is flushed past its commit record,
-                # which lies after the rows' commit. See "Why the flush waits outside the lock".
-                conn.execute(_FLUSHED)
+                    conn.execute("COMMIT")
+                    conn.execute(_FLUSHED)
                 return int(head_seq) + 1
-            except psycopg.OperationalError:
+            except psycopg.Error:
                 broken = conn.closed or conn.broken
                 if broken:
                     conn.close()
                     self.conn = None
-                if attempt == 0 and broken and not committing:
+                elif conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                if attempt == 0 and broken:
                     continue
                 raise
         raise AssertionError("unreachable")
