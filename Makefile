@@ -66,6 +66,7 @@ test: venv test-policy test-python  ## everything CI runs
 bench: venv tools  ## benchmarks (results in bench/results/ and bench/overhead/RESULTS.md); ~10 min
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m bench.audit
+	LCR_PG_BIN=$(PG_BIN) $(PY) -m bench.audit_fleet
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.replay --rows 100000
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.overhead
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.shadow
