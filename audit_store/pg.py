@@ -36,8 +36,8 @@ checkpoint that does not sign a row of the chain. The owner or a superuser can s
 triggers off: tamper evidence rests on `verify` and the signed checkpoints, not on them.
 
 **Fail closed.** The writer keeps one connection of its own; when the database is
-unreachable or too slow (connect_timeout, lock_timeout and statement_timeout all bounded by
-the busy timeout) the round's callers get AuditWriteError (their responses are 503
+unreachable or too slow (connect_timeout and lock_timeout are the busy timeout,
+statement_timeout five times it) the round's callers get AuditWriteError (their responses are 503
 audit-unavailable) and the next round connects again, so the store recovers by itself when
 the database returns. Readers (the Audit Trail endpoint) borrow from a psycopg_pool pool;
 an exhausted pool is the same 503 after the busy timeout.
