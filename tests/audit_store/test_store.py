@@ -299,3 +299,18 @@ def test_postgres_schema_behind_and_no_right_to_migrate_is_not_ready_and_refuses
             store.append(event(0))
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_postgres_pool_exhausted_fails_the_read_closed_within_the_busy_timeout(make_store, backend):
+    """The Audit Trail reads through the pool: none free in time is the store unavailable (503)."""
+    import time
+
+    store = make_store(busy_timeout_ms=300, pool_size=1)
+    store.append(event(0))
+    with store.reader():  # the pool's only connection, held
+        started = time.monotonic()
+        with pytest.raises(AuditWriteError, match="unavailable"):
+            queries.who_accessed(store, "9990000018")
+        assert time.monotonic() - started < 2
+    assert queries.who_accessed(store, "9990000018")["rows"]  # and it serves again
