@@ -80,6 +80,9 @@ READER_ROLE = "lcr_audit_reader"
 MIGRATIONS_TABLE = "lcr_audit_migrations"
 
 _PG_TYPES = {str: "text", int: "bigint", float: "double precision"}
+#: characters of a looked-up value that its index holds (at most 4 bytes each: under the
+#: 2,704-byte limit of a B-tree entry with the time beside it)
+INDEXED_PREFIX = 200
 _NOT_NULL = {"decision_id", "time", "action", "outcome", "http_status"}
 
 
@@ -100,10 +103,12 @@ CREATE TABLE {TABLE} (
   UNIQUE (decision_id)
 );
 -- The auditors' questions: by resident, staff member, care service, outcome, each with time.
-CREATE INDEX {TABLE}_nhs_number_time ON {TABLE} (nhs_number, time);
-CREATE INDEX {TABLE}_subject_id_time ON {TABLE} (subject_id, time);
-CREATE INDEX {TABLE}_care_service_time ON {TABLE} (care_service, time);
-CREATE INDEX {TABLE}_outcome_time ON {TABLE} (outcome, time);
+-- On a prefix of the value: a B-tree entry may not pass 2,704 bytes, and a row must store
+-- whatever was presented (queries.py matches the prefix, then the whole value).
+CREATE INDEX {TABLE}_nhs_number_time ON {TABLE} (left(nhs_number, {INDEXED_PREFIX}), time);
+CREATE INDEX {TABLE}_subject_id_time ON {TABLE} (left(subject_id, {INDEXED_PREFIX}), time);
+CREATE INDEX {TABLE}_care_service_time ON {TABLE} (left(care_service, {INDEXED_PREFIX}), time);
+CREATE INDEX {TABLE}_outcome_time ON {TABLE} (left(outcome, {INDEXED_PREFIX}), time);
 CREATE TABLE {CHECKPOINTS} (
   seq bigint PRIMARY KEY,
   row_hash text NOT NULL,
@@ -429,7 +434,8 @@ class PgAuditStore:
         try:
             first_seq = writer.write(rows, joining)
             rows = [row for p in batch for row in p.rows]
-        except (psycopg.errors.IntegrityError, psycopg.errors.DataError, psycopg.errors.ProgrammingError) as exc:
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError, psycopg.errors.ProgrammingError,
+                psycopg.errors.ProgramLimitExceeded) as exc:
             if len(batch) > 1:
                 # A row the database refused (a duplicate decision id, a value it cannot
                 # hold): one bad row must not fail its neighbours, so commit them one by one.
@@ -507,8 +513,9 @@ class PgAuditStore:
         reasons: dict[str, int] = {}
         with self.reader() as conn:
             found = conn.execute(
-                f"SELECT outcome, CASE WHEN lcr_json_valid(reasons) THEN reasons ELSE '[]' END FROM {TABLE} WHERE subject_id = ? AND time >= ?",
-                (subject_id, since),
+                f"SELECT outcome, CASE WHEN lcr_json_valid(reasons) THEN reasons ELSE '[]' END FROM {TABLE} "
+                f"WHERE left(subject_id, {INDEXED_PREFIX}) = left(?, {INDEXED_PREFIX}) AND subject_id = ? AND time >= ?",
+                (subject_id, subject_id, since),
             ).fetchall()
         for outcome, reasons_json in found:
             outcomes[outcome] = outcomes.get(outcome, 0) + 1

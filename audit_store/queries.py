@@ -42,6 +42,8 @@ JSON_FIELDS = frozenset(
     {"reasons", "sections_requested", "sections_allowed", "sections_returned", "opa_input", "opa_result", "shadow_result"}
 )
 DENIED = "denied"
+_PG_PREFIXED = frozenset({"nhs_number", "subject_id", "care_service"})
+_PG_PREFIX = 200  # pg.INDEXED_PREFIX (not imported: queries must not need psycopg)
 MAX_LIMIT = 1000
 
 
@@ -89,7 +91,7 @@ class Filters:
     def where(self, dialect: str = "sqlite") -> tuple[str, list[Any]]:
         """The SQL condition and its parameters (`?` placeholders) for `dialect`
         ("sqlite" or "postgresql", see dialect_of)."""
-        clauses, params = self._matching(("nhs_number", "subject_id", "care_service", "access_level", "action", "policy_revision"))
+        clauses, params = self._matching(("nhs_number", "subject_id", "care_service", "access_level", "action", "policy_revision"), dialect)
         if self.reason is not None:
             if dialect == "postgresql":
                 clauses.append("(CASE WHEN lcr_json_valid(reasons) THEN reasons::jsonb ELSE '[]'::jsonb END) @> jsonb_build_array(?::text)")
@@ -120,16 +122,25 @@ class Filters:
         )
         return sql, params
 
-    def _matching(self, columns: tuple[str, ...]) -> tuple[list[str], list[Any]]:
-        """Equality on each of the columns that is set, and the outcome list."""
+    def _matching(self, columns: tuple[str, ...], dialect: str = "sqlite") -> tuple[list[str], list[Any]]:
+        """Equality on each of the columns that is set, and the outcome list.
+
+        PostgreSQL indexes a prefix of the resident, staff member, care service and outcome
+        (pg.INDEXED_PREFIX): the prefix is matched first, so the index is used."""
         clauses: list[str] = []
         params: list[Any] = []
         for name in columns:
             value = getattr(self, name)
             if value is not None:
+                if dialect == "postgresql" and name in _PG_PREFIXED:
+                    clauses.append(f"left({name}, {_PG_PREFIX}) = left(?, {_PG_PREFIX})")
+                    params.append(value)
                 clauses.append(f"{name} = ?")
                 params.append(value)
         if self.outcomes:
+            if dialect == "postgresql":
+                clauses.append(f"left(outcome, {_PG_PREFIX}) IN ({', '.join(f'left(?, {_PG_PREFIX})' for _ in self.outcomes)})")
+                params.extend(self.outcomes)
             clauses.append(f"outcome IN ({', '.join('?' for _ in self.outcomes)})")
             params.extend(self.outcomes)
         return clauses, params

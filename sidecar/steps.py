@@ -17,6 +17,8 @@ from typing import Any
 
 from flask import current_app, request
 
+from audit_store import AuditWriteError
+
 from . import errors, fastjson, identifiers, metrics, tokens
 from .identifiers import PatientIdentifiers
 from .pipeline import Access, services
@@ -133,7 +135,7 @@ def history(access: Access) -> dict[str, Any]:
     since = (now - dt.timedelta(seconds=window)).isoformat(timespec="microseconds").replace("+00:00", "Z")
     try:
         counts = services().audit.recent_activity(str(access.event.subject_id), since)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, AuditWriteError) as exc:  # AuditWriteError: PostgreSQL did not answer
         log.error(
             "audit history unreadable: %s", type(exc).__name__, extra={"decision_id": access.event.decision_id}
         )
