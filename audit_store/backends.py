@@ -45,7 +45,7 @@ def store_url(config: dict[str, Any]) -> str:
     return str(url) if url else SQLITE_PREFIX + str(config["AUDIT_DB"])
 
 
-def open_store(url: str | os.PathLike[str], busy_timeout_ms: int = 2000, **kw: Any) -> "AuditLog":
+def open_store(url: str | os.PathLike[str], busy_timeout_ms: int = 2000, **kw: Any) -> AuditLog:
     """The store a URL names. PostgreSQL-only options (`pool_size`, `key_anchor`,
     `migrate_schema`) are ignored for SQLite, and SQLite-only ones (`lookup_every`) for
     PostgreSQL. Raises StoreUrlError for anything else."""

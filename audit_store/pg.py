@@ -58,8 +58,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -68,7 +69,17 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from . import chain
 from .checkpoints import Signer, load_signer
 from .events import AuditEvent
-from .store import CHECKPOINTS, TABLE, AuditStore, AuditWriteError, Prepared, WriterStats, _Pending, _utcnow, prepare
+from .store import (
+    CHECKPOINTS,
+    TABLE,
+    AuditStore,
+    AuditWriteError,
+    Prepared,
+    WriterStats,
+    _Pending,
+    _utcnow,
+    prepare,
+)
 
 log = logging.getLogger("lcr.audit")
 
@@ -198,8 +209,10 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("decisions", _decisions_sql()),
     (
         "grants",
-        f"GRANT USAGE ON SCHEMA public TO {WRITER_ROLE}, {READER_ROLE};"
-        f" GRANT SELECT ON {MIGRATIONS_TABLE} TO {WRITER_ROLE}, {READER_ROLE};",
+        (
+            f"GRANT USAGE ON SCHEMA public TO {WRITER_ROLE}, {READER_ROLE};"
+            f" GRANT SELECT ON {MIGRATIONS_TABLE} TO {WRITER_ROLE}, {READER_ROLE};"
+        ),
     ),
     (
         # The writer's first statement: the chain's lock and its head in one round trip,
@@ -387,7 +400,7 @@ class PgAuditStore:
         self._ensure_writer().queue.put(pending)
         return pending.wait()
 
-    def _ensure_writer(self) -> "_PgWriter":
+    def _ensure_writer(self) -> _PgWriter:
         writer = self._writer
         if writer is not None and writer.pid == os.getpid() and writer.is_alive():
             return writer
@@ -412,7 +425,7 @@ class PgAuditStore:
                 ready.append(p)
         return ready
 
-    def _commit(self, writer: "_PgWriter", batch: list[_Pending], more: Callable[[int], list[_Pending]] | None = None) -> None:
+    def _commit(self, writer: _PgWriter, batch: list[_Pending], more: Callable[[int], list[_Pending]] | None = None) -> None:
         """Commit the batch as one transaction; a row the database refuses fails alone.
 
         `more(n)` hands over up to n rows queued since: once the writer holds the chain's
@@ -444,7 +457,7 @@ class PgAuditStore:
                 return
             self._fail(batch, exc)
             return
-        except Exception as exc:  # unreachable, timed out, killed: the store's state, not a row's
+        except Exception as exc:  # noqa: BLE001 - unreachable, timed out, killed: the store's state, not a row's
             self._fail(batch, exc)
             return
         elapsed = time.perf_counter() - started
@@ -484,7 +497,7 @@ class PgAuditStore:
     # -- reading -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def reader(self) -> Iterator["PgReader"]:
+    def reader(self) -> Iterator[PgReader]:
         """A read-only connection from the pool, as a PgReader (sqlite3-like execute).
 
         Raises AuditWriteError (the store is unavailable: 503) when no connection comes

@@ -23,7 +23,6 @@ import datetime as dt
 import gc
 import json
 import multiprocessing as mp
-import os
 import statistics
 import tempfile
 import threading
@@ -131,7 +130,7 @@ def main() -> None:
     cluster = PgCluster.start()
     out: dict[str, Any] = {
         "benchmark": "audit-fleet",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "load": {"threads_per_writer": args.threads, "seconds": args.seconds},
         "floor": {"sqlite_folder": fsync_floor(folder), "postgresql_datadir": fsync_floor(cluster.datadir)},

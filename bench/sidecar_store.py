@@ -68,7 +68,7 @@ def main() -> None:
     median = {name: statistics.median(x["rps"] for x in rounds) for name, rounds in results.items()}
     out = {
         "benchmark": "sidecar-store",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "load": {"endpoint": "POST /v1/record", "resident": TYPICAL, "connections": args.connections, "seconds": args.seconds,
                  "gunicorn": world.gunicorn_args},
