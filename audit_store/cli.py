@@ -121,9 +121,12 @@ def cli() -> None:
                    "$LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE, else the DEV-ONLY key beside the store.")
 @click.option("--max-unsigned", type=int, default=1000, show_default=True,
               help="Fail when more rows than this follow the last valid signed checkpoint.")
+@click.option("--archived-through", type=click.IntRange(0), default=0, show_default=True,
+              help="Rows up to this seq were archived (exported, then removed): the log must start at the next seq, "
+                   "linked to a valid signed checkpoint at this one.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def verify(db: str, public_keys: tuple[Path, ...], max_unsigned: int, fmt: str, progress: bool | None) -> None:
+def verify(db: str, public_keys: tuple[Path, ...], max_unsigned: int, archived_through: int, fmt: str, progress: bool | None) -> None:
     """Check the hash chain and the signed checkpoints; report the first broken row.
 
     Exits 1 when a row was edited, deleted, inserted or reordered, when a checkpoint does not
@@ -141,7 +144,7 @@ def verify(db: str, public_keys: tuple[Path, ...], max_unsigned: int, fmt: str, 
         _require_chain(conn)
         total = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
         with _progress(progress, total, "verifying") as bar:
-            report = run_verify(conn, keys, max_unsigned=max_unsigned, progress=bar)
+            report = run_verify(conn, keys, max_unsigned=max_unsigned, progress=bar, archived_through=archived_through)
     if fmt == "json":
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

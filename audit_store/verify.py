@@ -10,7 +10,16 @@ What each break means, in the order the walk finds it:
                verifier does not trust, has a bad signature, or points past the end (rows
                deleted from the end);
 - `unsigned`   more rows after the last valid checkpoint than `max_unsigned` (whole chain
-               rewritten and checkpoints removed, or the signer stopped).
+               rewritten and checkpoints removed, or the signer stopped);
+- `archived`   `archived_through` names rows as archived (exported, then removed from the
+               store) but no valid signed checkpoint at that seq vouches for where the
+               remaining rows start.
+
+With `archived_through=N` the log may start at seq N + 1: its first row must link to the
+row_hash of a valid signed checkpoint at seq N (kept in the checkpoints table when the
+rows are archived), so rows cut from the head beyond what was declared archived, or a
+head rewritten after archiving, are still found. The archive itself is verified on its
+own (its export and the same checkpoint).
 
 The walk stops at the first broken row (everything after it is suspect anyway) but still
 checks every checkpoint's signature.
@@ -68,17 +77,32 @@ def verify(
     trusted_keys: dict[str, Ed25519PublicKey],
     max_unsigned: int = 1000,
     progress: Any = None,
+    archived_through: int = 0,
 ) -> Report:
-    """Check the chain and checkpoints in one read transaction (a consistent snapshot)."""
+    """Check the chain and checkpoints in one read transaction (a consistent snapshot).
+
+    `archived_through`: seq of the last archived row (0: nothing archived, the log starts
+    at seq 1). `conn`: a sqlite3 connection or a pg.PgReader. Returns a Report; problems
+    are listed, never raised."""
     report = Report()
     conn.execute("BEGIN")  # one snapshot for both cursors, while writers go on appending
     try:
+        start_seq, start_prev = 1, chain.GENESIS
+        if archived_through > 0:
+            anchor = _anchor(conn, trusted_keys, archived_through)
+            if anchor is None:
+                report.problems.append(
+                    Problem("archived", archived_through, f"no valid signed checkpoint at seq {archived_through}: nothing vouches for the rows archived up to it")
+                )
+                return report
+            start_seq, start_prev = archived_through + 1, anchor
+            report.last_valid_checkpoint = archived_through
         checkpoints = _checkpoints(conn, trusted_keys, report)
         next_cp = next(checkpoints, None)
         columns = ", ".join(("seq", "prev_hash", "row_hash", *chain.CONTENT_NAMES))
         cursor = conn.execute(f"SELECT {columns} FROM {TABLE} ORDER BY seq")
         names = ("seq", "prev_hash", "row_hash", *chain.CONTENT_NAMES)
-        expected_seq, expected_prev = 1, chain.GENESIS
+        expected_seq, expected_prev = start_seq, start_prev
         broken = False
         while not broken:
             batch = cursor.fetchmany(2000)
@@ -122,14 +146,17 @@ def verify(
             if progress is not None:
                 progress(len(batch))
         if not broken:
-            # Checkpoints beyond the last row: rows were cut from the end.
+            # Checkpoints beyond the last row: rows were cut from the end (those of archived
+            # rows, with everything archived, are not).
+            while next_cp is not None and next_cp["seq"] <= archived_through:
+                next_cp = next(checkpoints, None)
             while next_cp is not None:
-                last = report.last_seq or 0
+                last = report.last_seq or archived_through
                 report.problems.append(
                     Problem("checkpoint", next_cp["seq"], f"signed checkpoint at seq {next_cp['seq']} but the log ends at seq {last}: rows deleted from the end")
                 )
                 next_cp = None
-            report.unsigned_rows = (report.last_seq or 0) - (report.last_valid_checkpoint or 0)
+            report.unsigned_rows = max(0, (report.last_seq or 0) - (report.last_valid_checkpoint or 0))
             if report.unsigned_rows > max_unsigned:
                 since = report.last_valid_checkpoint or 0
                 report.problems.append(
@@ -147,6 +174,18 @@ def verify(
     report.key_ids = sorted(set(report.key_ids))
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return report
+
+
+def _anchor(conn: Any, trusted: dict[str, Ed25519PublicKey], seq: int) -> str | None:
+    """The row_hash a valid signed checkpoint at `seq` vouches for, or None."""
+    found = conn.execute(f"SELECT seq, row_hash, signature, key_id, time FROM {CHECKPOINTS} WHERE seq = ?", (seq,)).fetchone()
+    if found is None:
+        return None
+    seq, row_hash, signature, kid, time = found
+    public = trusted.get(kid)
+    if public is None or not signature_valid(public, seq, row_hash, time, kid, signature):
+        return None
+    return str(row_hash)
 
 
 def _recompute(row: dict[str, Any]) -> str | None:

@@ -227,3 +227,51 @@ def test_cli_checkpoint_refuses_to_invent_a_key(make_store, monkeypatch):
     store.append(event(0))
     result = CliRunner().invoke(cli, ["checkpoint", "--db", db_arg(store)])
     assert result.exit_code == 2 and "pass --key" in result.output
+
+
+# -- archived heads: rows exported and removed up to a signed checkpoint ---------------------
+
+
+def test_a_log_archived_up_to_a_signed_checkpoint_verifies_from_there(filled, checkpoint_key):
+    conn = raw(filled)
+    conn.execute("DELETE FROM decisions WHERE seq <= 10")  # archived (exported first), checkpoints kept
+    conn.close()
+    report = check(filled, checkpoint_key, archived_through=10)
+    assert report.ok, report.problems
+    assert (report.rows, report.first_seq, report.last_seq) == (20, 11, 30)
+    # Without saying so, the missing head is found.
+    assert check(filled, checkpoint_key).first_broken.kind == "missing"
+
+
+def test_an_archive_point_without_a_signed_checkpoint_is_refused(filled, checkpoint_key):
+    conn = raw(filled)
+    conn.execute("DELETE FROM decisions WHERE seq <= 12")
+    conn.close()
+    report = check(filled, checkpoint_key, archived_through=12)
+    assert report.first_broken.kind == "archived" and report.first_broken.seq == 12
+
+
+def test_rows_cut_beyond_the_archive_point_are_found(filled, checkpoint_key):
+    conn = raw(filled)
+    conn.execute("DELETE FROM decisions WHERE seq <= 13")
+    conn.close()
+    report = check(filled, checkpoint_key, archived_through=10)
+    assert report.first_broken.kind == "missing" and report.first_broken.seq == 11
+
+
+def test_a_head_rewritten_after_archiving_is_found(filled, checkpoint_key):
+    conn = raw(filled)
+    conn.execute("DELETE FROM decisions WHERE seq <= 10")
+    conn.execute("UPDATE decisions SET prev_hash = ? WHERE seq = 11", ("f" * 64,))
+    conn.close()
+    report = check(filled, checkpoint_key, archived_through=10)
+    assert not report.ok and report.first_broken.seq == 11
+
+
+def test_everything_archived_verifies_and_the_cli_takes_the_archive_point(filled, checkpoint_key):
+    conn = raw(filled)
+    conn.execute("DELETE FROM decisions")
+    conn.close()
+    assert check(filled, checkpoint_key, archived_through=30).ok
+    result = CliRunner().invoke(cli, ["verify", "--db", db_arg(filled), "--public-key", str(checkpoint_key), "--archived-through", "30"])
+    assert result.exit_code == 0, result.output
