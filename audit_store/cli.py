@@ -18,6 +18,8 @@ from typing import IO, Any, Callable, Iterator
 
 import click
 
+from sidecar.identifiers import format_nhs_number
+
 from . import checkpoints, export, queries, replay as replay_mod
 from .backends import StoreUrlError, is_postgres, open_store, sqlite_path
 from .store import AuditWriteError
@@ -283,7 +285,7 @@ def _run_query(db: str, fmt: str, fn: Callable[..., dict[str, Any]], *args: Any,
 
 
 def _nhs(value: str | None) -> str:
-    return f"{value[:3]} {value[3:6]} {value[6:]}" if value and len(value) == 10 else (value or "-")
+    return format_nhs_number(value) if value and len(value) == 10 else (value or "-")
 
 
 def _shown(row: dict[str, Any]) -> str:

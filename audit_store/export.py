@@ -23,9 +23,10 @@ import csv
 import json
 from typing import IO, Any, Iterable
 
+from sidecar.identifiers import NHS_NUMBER_SYSTEM
+
 from .queries import DETAIL_FIELDS
 
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 STAFF_SYSTEM = "https://lcr-sidecar.example/Id/care-app-staff"  # care-app staff ids (token `sub`)
 DECISION_SYSTEM = "urn:ietf:rfc:3986"  # decision ids are UUIDs: urn:uuid:…

@@ -27,6 +27,7 @@ import sqlite3
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
+from .events import utc_timestamp
 from .store import LOOKUP, TABLE, AuditStore
 
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -195,7 +196,7 @@ def normalise_time(value: str | dt.datetime | dt.date, end_of_day: bool) -> str:
             raise QueryError(f"time {value!r} is not ISO 8601 (e.g. 2026-11-25 or 2026-11-25T14:30:00Z)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_timestamp(moment)
 
 
 Source = Any  # a store (SQLite or PostgreSQL), a connection from connect(), a path or a URL

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import math
@@ -49,7 +48,7 @@ from sqlite_utils import Migrations
 
 from . import chain
 from .checkpoints import Signer, load_signer
-from .events import AuditEvent, storable_json, storable_scalar, storable_text
+from .events import AuditEvent, storable_json, storable_scalar, storable_text, utc_timestamp
 
 TABLE = "decisions"
 CHECKPOINTS = "checkpoints"
@@ -825,7 +824,7 @@ def _head(conn: sqlite3.Connection) -> tuple[int, str]:
 
 
 def _utcnow() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_timestamp()
 
 
 def init_app(app: Any) -> Any:

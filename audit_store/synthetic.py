@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .events import AuditEvent, canonical_json
+from .events import AuditEvent, canonical_json, utc_timestamp
 from .opa import UNDEFINED, OpaServer, input_footprint
 from .replay import DEFAULT_ENTRYPOINT
 from .store import AuditStore
@@ -118,7 +118,7 @@ def events(
     moment = start or dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
     for i in range(n):
         moment += dt.timedelta(milliseconds=rng.randint(1, 400))
-        stamp = moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        stamp = utc_timestamp(moment)
         service = _weighted(rng, SERVICES)
         person = rng.choice(staff[service])
         nhs, dob = rng.choice(residents[service])

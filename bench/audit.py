@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlite_utils import Migrations
 
 from audit_store import AuditEvent, AuditStore, chain
-from audit_store.events import canonical_json
+from audit_store.events import canonical_json, utc_timestamp
 from audit_store.store import CHUNKS, LOOKUP, Prepared, _decisions, _deferred_indexes, _wal, insert_rows, update_lookup
 
 from .report import machine, percentile, write_result
@@ -96,7 +96,7 @@ def sample_events(n: int, seed: int) -> list[AuditEvent]:
         staff = rng.randrange(400)
         service = f"VM{100 + staff % 20}"
         nhs = f"999{rng.randrange(2000):06d}1"
-        stamp = (start + dt.timedelta(microseconds=50 * i)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        stamp = utc_timestamp(start + dt.timedelta(microseconds=50 * i))
         subject = {
             "sub": f"staff-{staff:04d}", "name": "Ada Carer", "requesting_organization": service,
             "reason_for_request": "directcare", "lcr_access_level": "senior_carer",

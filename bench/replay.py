@@ -35,6 +35,7 @@ from audit_store import AuditStore
 from audit_store.synthetic import generate
 from bundles.build import DEFAULT_KEY_ID, DEV_VERIFICATION_KEY, build, opa_binary
 
+from .procfs import children
 from .report import machine, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,17 +51,6 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                out += [int(c) for c in fh.read().split()]
-    except OSError:
-        pass
-    return out
-
-
 def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run a command; wall time, exit code, JSON stdout, peak RSS of it and of its OPA children."""
     peak = {"python": 0, "opa": 0}
@@ -71,7 +61,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     def sample() -> None:
         while not done.wait(0.1):
             peak["python"] = max(peak["python"], _rss_kb(proc.pid))
-            opa = sum(_rss_kb(c) for c in _children(proc.pid))
+            opa = sum(_rss_kb(c) for c in children(proc.pid))
             peak["opa"] = max(peak["opa"], opa)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .procfs import children
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULT = HERE / "results" / "soak.json"
@@ -193,16 +195,6 @@ def proc_sample(pid: int) -> tuple[int, int] | None:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]), fds
     return None
-
-
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            out += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-    except OSError:
-        pass
-    return sorted(set(out))
 
 
 def processes_of(roots: dict[str, int]) -> dict[str, int]:

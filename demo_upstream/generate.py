@@ -20,7 +20,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+from sidecar.identifiers import NHS_NUMBER_SYSTEM
+
 SCT = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"

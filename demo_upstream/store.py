@@ -17,7 +17,6 @@ from typing import Any
 
 from .errors import DataError
 
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 
 Key = tuple[str, str]  # (resourceType, id)
 

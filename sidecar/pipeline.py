@@ -10,7 +10,6 @@ cannot forget its row.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import time
@@ -23,6 +22,7 @@ from flask import Response, current_app, request
 
 from audit_store import AuditEvent, AuditWriteError
 from audit_store.backends import AuditLog
+from audit_store.events import utc_timestamp
 
 from . import errors, fastjson, metrics
 from .outcome import operation_outcome
@@ -85,10 +85,9 @@ class Answer:
 
 def begin(action: str) -> Access:
     """The decision id exists before any work, so every path can be audited under it."""
-    now = dt.datetime.now(dt.timezone.utc)
     event = AuditEvent(
         decision_id=str(uuid.uuid4()),
-        time=now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        time=utc_timestamp(),
         action=action,
         client=request.remote_addr,
     )

@@ -18,6 +18,7 @@ from typing import Any
 from flask import current_app, request
 
 from audit_store import AuditWriteError
+from audit_store.events import utc_timestamp
 
 from . import errors, fastjson, identifiers, metrics, tokens
 from .identifiers import PatientIdentifiers
@@ -132,7 +133,7 @@ def history(access: Access) -> dict[str, Any]:
     """
     window = current_app.config["HISTORY_WINDOW_SECONDS"]
     now = dt.datetime.fromisoformat(access.event.time.replace("Z", "+00:00"))
-    since = (now - dt.timedelta(seconds=window)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    since = utc_timestamp(now - dt.timedelta(seconds=window))
     try:
         counts = services().audit.recent_activity(str(access.event.subject_id), since)
     except (sqlite3.Error, AuditWriteError) as exc:  # AuditWriteError: PostgreSQL did not answer

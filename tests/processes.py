@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from bench.procfs import children
 from bundles.opa_config import render as render_opa_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,22 +238,6 @@ def sidecar_test_config(opa_url: str, fhir_base: str, audit_db: Path | str, jwks
         "AUDIT_DB": str(audit_db),
         "TOKEN_JWKS_FILE": str(jwks_file),
     }
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of a process (a gunicorn master's workers), from /proc."""
-    out: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                out += [int(child) for child in fh.read().split()]
-        except OSError:
-            continue
-    return sorted(set(out))
 
 
 # HAPI FHIR JPA server (tools/hapi): a real FHIR server for the record path, paging at 20 a page.

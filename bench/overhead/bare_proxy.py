@@ -22,8 +22,8 @@ import requests
 from flask import Flask, Response, request
 
 from sidecar import fastjson
+from sidecar.identifiers import NHS_NUMBER_SYSTEM
 
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 MAX_PAGES = 1000  # a loop guard only
 
 

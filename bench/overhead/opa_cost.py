@@ -23,7 +23,6 @@ input shape, each in its own OPA serving the policy folder: what the new checks 
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import io
 import json
@@ -40,6 +39,7 @@ from urllib.parse import urlsplit
 import requests
 from opa_client.opa import OpaClient
 
+from audit_store.events import utc_timestamp
 from sidecar import fastjson
 from sidecar.policy import PolicyClient
 from tests import processes
@@ -63,7 +63,7 @@ def decision_input(nhs_number: str, dob: str, level: str = "registered_manager")
         "sections": [],
         "request": {
             "id": str(uuid.uuid4()),
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "time": utc_timestamp(),
             "client": "127.0.0.1",
             "purpose": "directcare",
         },

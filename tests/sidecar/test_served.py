@@ -11,7 +11,7 @@ import pytest
 import requests
 import sqlite_utils
 
-from demo_upstream.store import NHS_NUMBER_SYSTEM
+from sidecar.identifiers import NHS_NUMBER_SYSTEM
 
 from .. import processes
 from ..seed_table import FULL, LEVELS
