@@ -39,7 +39,16 @@ ROSTER_REVISION = "roster/revision"
 
 #: what the rules see of each row in the window
 ROW_FIELDS: tuple[str, ...] = (
-    "seq", "time", "subject_id", "subject_name", "care_service", "action", "outcome", "error_code", "reasons", "nhs_number",
+    "seq",
+    "time",
+    "subject_id",
+    "subject_name",
+    "care_service",
+    "action",
+    "outcome",
+    "error_code",
+    "reasons",
+    "nhs_number",
 )
 
 
@@ -75,11 +84,17 @@ def window(since: str | None, until: str | None, now: dt.datetime | None = None)
     """The window in the stored form: until defaults to now, since to DEFAULT_WINDOW before until.
     A date alone means the start of that day for since and the end of it for until (UTC)."""
     try:
-        end = normalise_time(until, end_of_day=True) if until else normalise_time(now or dt.datetime.now(dt.timezone.utc), end_of_day=False)
+        end = (
+            normalise_time(until, end_of_day=True)
+            if until
+            else normalise_time(now or dt.datetime.now(dt.UTC), end_of_day=False)
+        )
         if since:
             start = normalise_time(since, end_of_day=False)
         else:
-            start = normalise_time(dt.datetime.fromisoformat(end.replace("Z", "+00:00")) - DEFAULT_WINDOW, end_of_day=False)
+            start = normalise_time(
+                dt.datetime.fromisoformat(end.replace("Z", "+00:00")) - DEFAULT_WINDOW, end_of_day=False
+            )
     except QueryError as exc:
         raise AlertsError(str(exc)) from None
     if start >= end:
@@ -92,7 +107,7 @@ def window_rows(conn: sqlite3.Connection, since: str, until: str) -> list[dict[s
     sql = f"SELECT {', '.join(ROW_FIELDS)} FROM {TABLE} WHERE time >= ? AND time < ? ORDER BY seq"
     rows = []
     for values in conn.execute(sql, (since, until)):
-        row = dict(zip(ROW_FIELDS, values))
+        row = dict(zip(ROW_FIELDS, values, strict=False))
         try:
             row["reasons"] = json.loads(row["reasons"]) if row["reasons"] else []
         except ValueError:
@@ -136,17 +151,23 @@ def run(
             raise AlertsError(f"no {what} at {path}")
     extra = (Path(roster),) if roster is not None else ()
     try:
-        with OpaServer(Path(bundle), opa, verification_key=verification_key, key_id=key_id, extra_bundles=extra) as server:
+        with OpaServer(
+            Path(bundle), opa, verification_key=verification_key, key_id=key_id, extra_bundles=extra
+        ) as server:
             revisions = server.revisions()
             scope = json.dumps({"window": {"since": start, "until": end}})
             [history_since] = server.evaluate([scope], HISTORY_SINCE)
             if not isinstance(history_since, str):
-                raise AlertsError(f"the policy bundle {bundle} has no alert rules (data.lcr.alerts): built before they existed?")
+                raise AlertsError(
+                    f"the policy bundle {bundle} has no alert rules (data.lcr.alerts): built before they existed?"
+                )
             [roster_revision] = server.evaluate(["{}"], ROSTER_REVISION) if roster is not None else [UNDEFINED]
             with connect(db) as conn:
                 rows = window_rows(conn, start, end)
                 buckets = history(conn, normalise_time(history_since, end_of_day=False), start)
-            body = json.dumps({"window": {"since": start, "until": end}, "rows": rows, "history": buckets}, separators=(",", ":"))
+            body = json.dumps(
+                {"window": {"since": start, "until": end}, "rows": rows, "history": buckets}, separators=(",", ":")
+            )
             [report] = server.evaluate([body], REPORT)
     except (OpaError, sqlite3.Error, QueryError) as exc:
         raise AlertsError(str(exc)) from None

@@ -33,7 +33,7 @@ def sqlite_path(url: str | os.PathLike[str]) -> Path:
     """The file a sqlite:/// URL (or a bare path) names."""
     text = os.fspath(url)
     if text.startswith(SQLITE_PREFIX):
-        return Path(text[len(SQLITE_PREFIX):])
+        return Path(text[len(SQLITE_PREFIX) :])
     if "://" in text or text.startswith("sqlite:"):
         raise StoreUrlError(f"audit store URL {text!r} is neither sqlite:///PATH nor postgresql://…")
     return Path(text)

@@ -22,8 +22,9 @@ column must not change the hash of rows already written.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .events import canonical_json
 
@@ -100,7 +101,7 @@ def content_text(values: Sequence[Any]) -> str:
     Each value must already be typed as stored: str, int, a finite float or None.
     """
     parts = []
-    for key, i in zip(_KEYS, _SORTED):
+    for key, i in zip(_KEYS, _SORTED, strict=False):
         value = values[i]
         kind = type(value)
         if kind is str:
@@ -116,15 +117,15 @@ def content_text(values: Sequence[Any]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def hash_prefix(content: str) -> "hashlib._Hash":
+def hash_prefix(content: str) -> hashlib._Hash:
     """SHA-256 state after the part of the hashed text that precedes prev_hash."""
     return hashlib.sha256(b'{"content":' + content.encode("ascii") + b',"prev_hash":"')
 
 
-def row_hash_after(prefix: "hashlib._Hash", seq: int, prev_hash: str) -> str:
+def row_hash_after(prefix: hashlib._Hash, seq: int, prev_hash: str) -> str:
     """row_hash(seq, prev_hash, content) from hash_prefix(content)."""
     h = prefix.copy()
-    h.update(('%s","seq":%d}' % (prev_hash, seq)).encode("ascii"))
+    h.update(f'{prev_hash}","seq":{seq:d}}}'.encode("ascii"))
     return h.hexdigest()
 
 

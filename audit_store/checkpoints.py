@@ -18,9 +18,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -54,7 +54,7 @@ class Signer:
     path: Path | None = None
 
     @classmethod
-    def from_key(cls, private: Ed25519PrivateKey, path: Path | None = None) -> "Signer":
+    def from_key(cls, private: Ed25519PrivateKey, path: Path | None = None) -> Signer:
         return cls(private, key_id(private.public_key()), path)
 
     def sign(self, seq: int, row_hash: str, time: str) -> str:
@@ -74,7 +74,9 @@ def load_signer(key_file: str | os.PathLike[str] | None, db_path: str | os.PathL
     if key_file:
         path = Path(key_file)
         if not path.is_file():
-            raise CheckpointKeyError(f"checkpoint key {path} does not exist; set AUDIT_CHECKPOINT_KEY_FILE to an Ed25519 PEM private key")
+            raise CheckpointKeyError(
+                f"checkpoint key {path} does not exist; set AUDIT_CHECKPOINT_KEY_FILE to an Ed25519 PEM private key"
+            )
         return Signer.from_key(_load_private(path), path)
     path = dev_key_path(db_path)
     if not path.exists():
@@ -109,7 +111,11 @@ def _generate(path: Path) -> None:
         pass
     finally:
         tmp.unlink()
-    pub = _load_private(path).public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pub = (
+        _load_private(path)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     pub_path = path.with_suffix(".pub")
     pub_tmp = pub_path.with_name(f".{pub_path.name}.{os.getpid()}.tmp")
     pub_tmp.write_bytes(pub)

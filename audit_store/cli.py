@@ -13,17 +13,19 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 import click
 
 from sidecar.identifiers import format_nhs_number
 
-from . import checkpoints, export, queries, replay as replay_mod
+from . import checkpoints, export, queries
+from . import replay as replay_mod
 from .backends import StoreUrlError, is_postgres, open_store, sqlite_path
-from .store import AuditWriteError
 from .queries import Filters, QueryError
+from .store import AuditWriteError
 
 DEFAULT_DB = "var/audit.db"
 DEFAULT_ARCHIVE = "var/bundles/archive"
@@ -44,7 +46,9 @@ def _db_path(db: str | Path) -> Any:
     except StoreUrlError as exc:
         raise CliError(str(exc)) from None
     if not path.exists():
-        raise CliError(f"no audit store at {path}; pass --db or set LCR_SIDECAR_AUDIT_STORE_URL or LCR_SIDECAR_AUDIT_DB")
+        raise CliError(
+            f"no audit store at {path}; pass --db or set LCR_SIDECAR_AUDIT_STORE_URL or LCR_SIDECAR_AUDIT_DB"
+        )
     return path
 
 
@@ -60,7 +64,7 @@ db_option = click.option(
     envvar=["LCR_SIDECAR_AUDIT_STORE_URL", "LCR_SIDECAR_AUDIT_DB"],
     show_default=True,
     help="The audit store: a SQLite file (or sqlite:///PATH) or a postgresql://USER@HOST:PORT/DB URL "
-         "(env LCR_SIDECAR_AUDIT_STORE_URL, else LCR_SIDECAR_AUDIT_DB).",
+    "(env LCR_SIDECAR_AUDIT_STORE_URL, else LCR_SIDECAR_AUDIT_DB).",
 )
 
 
@@ -71,13 +75,19 @@ def _time_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _page_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table", show_default=True)(f)
+    f = click.option(
+        "--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table", show_default=True
+    )(f)
     f = click.option("--detail", is_flag=True, help="Include the decision's full OPA input and result (json/jsonl).")(f)
     f = click.option("--newest-first", is_flag=True, help="Newest first (then page with --before-seq).")(f)
     f = click.option("--before-seq", type=int, help="Page: rows before this seq (with --newest-first).")(f)
     f = click.option("--after-seq", type=int, help="Page: rows after this seq (the previous page's next_after_seq).")(f)
-    f = click.option("--limit", type=click.IntRange(1, queries.MAX_LIMIT), default=50, show_default=True, help="Rows per page.")(f)
-    f = click.option("--outcome", multiple=True, help="Only these outcomes (allowed, denied, no-matching-record, …); repeatable.")(f)
+    f = click.option(
+        "--limit", type=click.IntRange(1, queries.MAX_LIMIT), default=50, show_default=True, help="Rows per page."
+    )(f)
+    f = click.option(
+        "--outcome", multiple=True, help="Only these outcomes (allowed, denied, no-matching-record, …); repeatable."
+    )(f)
     return f
 
 
@@ -118,17 +128,34 @@ def cli() -> None:
 
 @cli.command()
 @db_option
-@click.option("--public-key", "public_keys", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Trusted checkpoint key (PEM, public or private); repeatable. Default: "
-                   "$LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE, else the DEV-ONLY key beside the store.")
-@click.option("--max-unsigned", type=int, default=1000, show_default=True,
-              help="Fail when more rows than this follow the last valid signed checkpoint.")
-@click.option("--archived-through", type=click.IntRange(0), default=0, show_default=True,
-              help="Rows up to this seq were archived (exported, then removed): the log must start at the next seq, "
-                   "linked to a valid signed checkpoint at this one.")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trusted checkpoint key (PEM, public or private); repeatable. Default: "
+    "$LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE, else the DEV-ONLY key beside the store.",
+)
+@click.option(
+    "--max-unsigned",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Fail when more rows than this follow the last valid signed checkpoint.",
+)
+@click.option(
+    "--archived-through",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Rows up to this seq were archived (exported, then removed): the log must start at the next seq, "
+    "linked to a valid signed checkpoint at this one.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def verify(db: str, public_keys: tuple[Path, ...], max_unsigned: int, archived_through: int, fmt: str, progress: bool | None) -> None:
+def verify(
+    db: str, public_keys: tuple[Path, ...], max_unsigned: int, archived_through: int, fmt: str, progress: bool | None
+) -> None:
     """Check the hash chain and the signed checkpoints; report the first broken row.
 
     Exits 1 when a row was edited, deleted, inserted or reordered, when a checkpoint does not
@@ -188,8 +215,15 @@ def _trusted_keys(db: Any, paths: tuple[Path, ...]) -> dict[str, Any]:
 
 @cli.command()
 @db_option
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE",
-              help="Ed25519 private key (PEM). Default: $LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE, else the DEV-ONLY key beside the store.")
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE",
+    help=(
+        "Ed25519 private key (PEM). Default: $LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE, "
+        "else the DEV-ONLY key beside the store."
+    ),
+)
 def checkpoint(db: str, key: Path | None) -> None:
     """Sign the current head of the chain now (the sidecar also signs every N rows).
 
@@ -269,7 +303,10 @@ def _run_query(db: str, fmt: str, fn: Callable[..., dict[str, Any]], *args: Any,
             "seq": r["seq"],
             "time": (r["time"] or "")[:19].replace("T", " "),
             "outcome": r["outcome"] + (f" ({r['http_status']})" if r["http_status"] not in (200,) else ""),
-            "staff": " ".join(x for x in (r["subject_id"], f"({r['subject_name']})" if r["subject_name"] else None) if x) or "-",
+            "staff": " ".join(
+                x for x in (r["subject_id"], f"({r['subject_name']})" if r["subject_name"] else None) if x
+            )
+            or "-",
             "service": r["care_service"] or "-",
             "level": r["access_level"] or "-",
             "nhs_number": _nhs(r["nhs_number"]),
@@ -281,7 +318,11 @@ def _run_query(db: str, fmt: str, fn: Callable[..., dict[str, Any]], *args: Any,
     ]
     _print_table(table)
     more = result.get(cursor_key)
-    click.echo(f"{len(rows)} rows" + (f"; more with --{'before' if page['newest_first'] else 'after'}-seq {more}" if more else ""), err=True)
+    click.echo(
+        f"{len(rows)} rows"
+        + (f"; more with --{'before' if page['newest_first'] else 'after'}-seq {more}" if more else ""),
+        err=True,
+    )
 
 
 def _nhs(value: str | None) -> str:
@@ -385,9 +426,17 @@ def denials(db: str, fmt: str, **kw: Any) -> None:
 
 @cli.command("export")
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "fhir"]), default="jsonl", show_default=True,
-              help="jsonl: one row per line; csv; fhir: FHIR R4 AuditEvent resources as NDJSON (IHE BALP).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "fhir"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: one row per line; csv; fhir: FHIR R4 AuditEvent resources as NDJSON (IHE BALP).",
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout)."
+)
 @_filter_options
 def export_cmd(db: str, fmt: str, output: Path | None, **kw: Any) -> None:
     """Export decisions (streamed: any size, constant memory).
@@ -422,13 +471,36 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
 
 
 def _engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")(f)
-    f = click.option("--details", type=click.Path(dir_okay=False, path_type=Path), help="Write one JSON line per diverged/changed decision here.")(f)
-    f = click.option("--no-dedupe", is_flag=True, help="Evaluate every decision, not once per distinct policy-relevant input.")(f)
-    f = click.option("--chunk", type=click.IntRange(1, 20000), default=2000, show_default=True, help="Inputs per OPA call.")(f)
-    f = click.option("--jobs", type=click.IntRange(1, 64), default=max(2, os.cpu_count() or 2), show_default=True, help="OPA calls in flight.")(f)
-    f = click.option("--entrypoint", default=replay_mod.DEFAULT_ENTRYPOINT, show_default=True, help="Decision to evaluate.")(f)
-    f = click.option("--opa", "opa_bin", envvar="LCR_OPA_BIN", help="opa binary (default $LCR_OPA_BIN, else the pinned one via scripts/tools.sh).")(f)
+    f = click.option(
+        "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
+    )(f)
+    f = click.option(
+        "--details",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write one JSON line per diverged/changed decision here.",
+    )(f)
+    f = click.option(
+        "--no-dedupe", is_flag=True, help="Evaluate every decision, not once per distinct policy-relevant input."
+    )(f)
+    f = click.option(
+        "--chunk", type=click.IntRange(1, 20000), default=2000, show_default=True, help="Inputs per OPA call."
+    )(f)
+    f = click.option(
+        "--jobs",
+        type=click.IntRange(1, 64),
+        default=max(2, os.cpu_count() or 2),
+        show_default=True,
+        help="OPA calls in flight.",
+    )(f)
+    f = click.option(
+        "--entrypoint", default=replay_mod.DEFAULT_ENTRYPOINT, show_default=True, help="Decision to evaluate."
+    )(f)
+    f = click.option(
+        "--opa",
+        "opa_bin",
+        envvar="LCR_OPA_BIN",
+        help="opa binary (default $LCR_OPA_BIN, else the pinned one via scripts/tools.sh).",
+    )(f)
     return f
 
 
@@ -471,7 +543,9 @@ def _require_chain(conn: Any) -> None:
         return
     columns = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
     if "row_hash" not in columns:
-        raise CliError("this store predates the hash chain: open it once with the sidecar or `lcr-audit checkpoint` to migrate it")
+        raise CliError(
+            "this store predates the hash chain: open it once with the sidecar or `lcr-audit checkpoint` to migrate it"
+        )
 
 
 @contextlib.contextmanager
@@ -481,7 +555,9 @@ def _progress(enabled: bool | None, total: int, label: str) -> Iterator[Callable
     if not enabled or total <= 0:
         yield None
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_percent=True, show_eta=True) as bar:
+    with click.progressbar(
+        length=total, label=label, file=sys.stderr, show_pos=True, show_percent=True, show_eta=True
+    ) as bar:
         yield bar.update
 
 
@@ -496,18 +572,44 @@ def _details(path: Path | None) -> Iterator[IO[str] | None]:
 
 @cli.command("replay")
 @db_option
-@click.option("--archive", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_ARCHIVE, show_default=True,
-              help="Bundle archive: <archive>/<revision>.tar.gz.")
-@click.option("--verification-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="LCR_BUNDLE_VERIFICATION_KEY",
-              help="Public key archived bundles must be signed with (default $LCR_BUNDLE_VERIFICATION_KEY, else the DEV key).")
-@click.option("--key-id", envvar="LCR_BUNDLE_SIGNING_KEY_ID", help="Signing key id (default $LCR_BUNDLE_SIGNING_KEY_ID or lcr-bundle-signing).")
+@click.option(
+    "--archive",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_ARCHIVE,
+    show_default=True,
+    help="Bundle archive: <archive>/<revision>.tar.gz.",
+)
+@click.option(
+    "--verification-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="LCR_BUNDLE_VERIFICATION_KEY",
+    help="Public key archived bundles must be signed with (default $LCR_BUNDLE_VERIFICATION_KEY, else the DEV key).",
+)
+@click.option(
+    "--key-id",
+    envvar="LCR_BUNDLE_SIGNING_KEY_ID",
+    help="Signing key id (default $LCR_BUNDLE_SIGNING_KEY_ID or lcr-bundle-signing).",
+)
 @click.option("--skip-verify", is_flag=True, help="Load archived bundles without checking their signature.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_engine_options
 @_filter_options
-def replay_cmd(db: str, archive: Path, verification_key: Path | None, key_id: str | None, skip_verify: bool, fmt: str,
-               opa_bin: str | None, entrypoint: str, jobs: int, chunk: int, no_dedupe: bool, details: Path | None,
-               progress: bool | None, **kw: Any) -> None:
+def replay_cmd(
+    db: str,
+    archive: Path,
+    verification_key: Path | None,
+    key_id: str | None,
+    skip_verify: bool,
+    fmt: str,
+    opa_bin: str | None,
+    entrypoint: str,
+    jobs: int,
+    chunk: int,
+    no_dedupe: bool,
+    details: Path | None,
+    progress: bool | None,
+    **kw: Any,
+) -> None:
     """Re-evaluate logged decisions with the real OPA and the archived bundle that made each.
 
     Counts reproduced / diverged / unreplayable decisions, with the reason for each
@@ -524,7 +626,11 @@ def replay_cmd(db: str, archive: Path, verification_key: Path | None, key_id: st
     db = _db_path(db)
     filters = _filters(**kw)
     options = replay_mod.Options(
-        opa=_opa(opa_bin), entrypoint=entrypoint, jobs=jobs, chunk=chunk, dedupe=not no_dedupe,
+        opa=_opa(opa_bin),
+        entrypoint=entrypoint,
+        jobs=jobs,
+        chunk=chunk,
+        dedupe=not no_dedupe,
         verification_key=None if skip_verify else (verification_key or DEV_VERIFICATION_KEY),
         key_id=None if skip_verify else (key_id or DEFAULT_KEY_ID),
     )
@@ -554,7 +660,17 @@ def _replay_table(report: replay_mod.ReplayReport) -> None:
     )
     if report.divergences:
         click.echo("\ndivergences:")
-        _print_table([{"decisions": x["decisions"], "revision": x["revision"], "first seq": x["first_seq"], "reason": x["reason"]} for x in d["divergences"][:50]])
+        _print_table(
+            [
+                {
+                    "decisions": x["decisions"],
+                    "revision": x["revision"],
+                    "first seq": x["first_seq"],
+                    "reason": x["reason"],
+                }
+                for x in d["divergences"][:50]
+            ]
+        )
     if report.unreplayable:
         click.echo("\nunreplayable:")
         _print_table([{"decisions": n, "reason": reason} for reason, n in report.unreplayable.most_common()])
@@ -566,16 +682,38 @@ def _replay_table(report: replay_mod.ReplayReport) -> None:
 
 @cli.command("impact")
 @db_option
-@click.option("--candidate", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Candidate policy folder (built like a release) or bundle .tar.gz.")
+@click.option(
+    "--candidate",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Candidate policy folder (built like a release) or bundle .tar.gz.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--fail-on-change", is_flag=True, help="Exit 1 when any decision would widen or narrow (for CI gates).")
-@click.option("--archive", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_ARCHIVE, show_default=True,
-              help="Bundle archive holding the rosters the logged decisions were made with.")
+@click.option(
+    "--archive",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_ARCHIVE,
+    show_default=True,
+    help="Bundle archive holding the rosters the logged decisions were made with.",
+)
 @_engine_options
 @_filter_options
-def impact_cmd(db: str, candidate: Path, fmt: str, fail_on_change: bool, archive: Path, opa_bin: str | None, entrypoint: str, jobs: int,
-               chunk: int, no_dedupe: bool, details: Path | None, progress: bool | None, **kw: Any) -> None:
+def impact_cmd(
+    db: str,
+    candidate: Path,
+    fmt: str,
+    fail_on_change: bool,
+    archive: Path,
+    opa_bin: str | None,
+    entrypoint: str,
+    jobs: int,
+    chunk: int,
+    no_dedupe: bool,
+    details: Path | None,
+    progress: bool | None,
+    **kw: Any,
+) -> None:
     """What a candidate policy would change: the logged decisions evaluated against it.
 
     Compares each decision with what was decided at the time: widened (access granted,
@@ -590,8 +728,9 @@ def impact_cmd(db: str, candidate: Path, fmt: str, fail_on_change: bool, archive
     """
     db = _db_path(db)
     filters = _filters(**kw)
-    options = replay_mod.Options(opa=_opa(opa_bin), entrypoint=entrypoint, jobs=jobs, chunk=chunk, dedupe=not no_dedupe,
-                                 archive=archive)
+    options = replay_mod.Options(
+        opa=_opa(opa_bin), entrypoint=entrypoint, jobs=jobs, chunk=chunk, dedupe=not no_dedupe, archive=archive
+    )
     with _connection(db) as conn, _details(details) as details_out:
         total = queries.count(conn, filters)
         with _progress(progress, total, "evaluating") as bar:
@@ -603,7 +742,9 @@ def impact_cmd(db: str, candidate: Path, fmt: str, fail_on_change: bool, archive
     if fmt == "json":
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
     elif fmt == "csv":
-        export.write_csv(report.change_rows(), sys.stdout, columns=("access_level", "care_service", "section", "change", "decisions"))
+        export.write_csv(
+            report.change_rows(), sys.stdout, columns=("access_level", "care_service", "section", "change", "decisions")
+        )
     else:
         _impact_table(report)
     sys.exit(1 if fail_on_change and report.changed else 0)
@@ -629,7 +770,10 @@ def _impact_table(report: replay_mod.ImpactReport) -> None:
         if len(rows) > 100:
             click.echo(f"… {len(rows) - 100} more rows (use --format csv)")
     rate = report.selected / report.seconds if report.seconds else 0.0
-    click.echo(f"\n{report.selected} decisions in {report.seconds:.1f}s ({rate:,.0f}/s); {report.evaluations} evaluations in {report.opa_calls} OPA calls")
+    click.echo(
+        f"\n{report.selected} decisions in {report.seconds:.1f}s ({rate:,.0f}/s); {report.evaluations} evaluations "
+        f"in {report.opa_calls} OPA calls"
+    )
 
 
 # -- alerts ------------------------------------------------------------------------------------
@@ -637,20 +781,57 @@ def _impact_table(report: replay_mod.ImpactReport) -> None:
 
 @cli.command("alerts")
 @db_option
-@click.option("--since", help="From this time (UTC, ISO 8601; a date alone is the start of that day). Default: 24 hours before --until.")
+@click.option(
+    "--since",
+    help="From this time (UTC, ISO 8601; a date alone is the start of that day). Default: 24 hours before --until.",
+)
 @click.option("--until", help="Before this time (UTC, ISO 8601; a date alone includes that whole day). Default: now.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--bundle", type=click.Path(dir_okay=False, path_type=Path), default=str(DEFAULT_SERVE / "lcr.tar.gz"), show_default=True,
-              help="Policy bundle with the alert rules (default: the published one).")
-@click.option("--roster", type=click.Path(dir_okay=False, path_type=Path),
-              help=f"Roster bundle (data.roster) for the same-surname rule. Default: {DEFAULT_SERVE / 'roster.tar.gz'} when present.")
-@click.option("--verification-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="LCR_BUNDLE_VERIFICATION_KEY",
-              help="Public key the bundles must be signed with (default $LCR_BUNDLE_VERIFICATION_KEY, else the DEV key).")
-@click.option("--key-id", envvar="LCR_BUNDLE_SIGNING_KEY_ID", help="Signing key id (default $LCR_BUNDLE_SIGNING_KEY_ID or lcr-bundle-signing).")
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=str(DEFAULT_SERVE / "lcr.tar.gz"),
+    show_default=True,
+    help="Policy bundle with the alert rules (default: the published one).",
+)
+@click.option(
+    "--roster",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=(
+        "Roster bundle (data.roster) for the same-surname rule. "
+        f"Default: {DEFAULT_SERVE / 'roster.tar.gz'} when present."
+    ),
+)
+@click.option(
+    "--verification-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="LCR_BUNDLE_VERIFICATION_KEY",
+    help="Public key the bundles must be signed with (default $LCR_BUNDLE_VERIFICATION_KEY, else the DEV key).",
+)
+@click.option(
+    "--key-id",
+    envvar="LCR_BUNDLE_SIGNING_KEY_ID",
+    help="Signing key id (default $LCR_BUNDLE_SIGNING_KEY_ID or lcr-bundle-signing).",
+)
 @click.option("--skip-verify", is_flag=True, help="Load the bundles without checking their signatures.")
-@click.option("--opa", "opa_bin", envvar="LCR_OPA_BIN", help="opa binary (default $LCR_OPA_BIN, else the pinned one via scripts/tools.sh).")
-def alerts_cmd(db: Path, since: str | None, until: str | None, fmt: str, bundle: Path, roster: Path | None,
-               verification_key: Path | None, key_id: str | None, skip_verify: bool, opa_bin: str | None) -> None:
+@click.option(
+    "--opa",
+    "opa_bin",
+    envvar="LCR_OPA_BIN",
+    help="opa binary (default $LCR_OPA_BIN, else the pinned one via scripts/tools.sh).",
+)
+def alerts_cmd(
+    db: Path,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    bundle: Path,
+    roster: Path | None,
+    verification_key: Path | None,
+    key_id: str | None,
+    skip_verify: bool,
+    opa_bin: str | None,
+) -> None:
     """Access monitoring: the alert rules of the policy bundle over a window of the log.
 
     Rules (policies/lcr/alerts, thresholds in its data.yaml): identifier probing, access
@@ -674,7 +855,12 @@ def alerts_cmd(db: Path, since: str | None, until: str | None, fmt: str, bundle:
         roster = DEFAULT_SERVE / "roster.tar.gz"
     try:
         report = alerts_mod.run(
-            db, since, until, opa=_opa(opa_bin), bundle=bundle, roster=roster,
+            db,
+            since,
+            until,
+            opa=_opa(opa_bin),
+            bundle=bundle,
+            roster=roster,
             verification_key=None if skip_verify else (verification_key or DEV_VERIFICATION_KEY),
             key_id=None if skip_verify else (key_id or DEFAULT_KEY_ID),
         )
@@ -690,9 +876,14 @@ def alerts_cmd(db: Path, since: str | None, until: str | None, fmt: str, bundle:
 
 def _alerts_table(report: Any) -> None:
     click.echo(
-        f"window {report.since[:19].replace('T', ' ')} to {report.until[:19].replace('T', ' ')} UTC: {report.rows} rows; "
+        f"window {report.since[:19].replace('T', ' ')} to {report.until[:19].replace('T', ' ')} UTC: {report.rows} "
+        "rows; "
         f"history from {report.history_since[:10]}; policy {report.policy_revision or 'unknown'}; "
-        + (f"roster {report.roster_revision or 'unknown'}" if report.roster_revision else "no roster (same_surname not checked)")
+        + (
+            f"roster {report.roster_revision or 'unknown'}"
+            if report.roster_revision
+            else "no roster (same_surname not checked)"
+        )
     )
     click.echo()
     _print_table(
@@ -700,7 +891,10 @@ def _alerts_table(report: Any) -> None:
             {
                 "severity": a.get("severity"),
                 "rule": a.get("rule"),
-                "staff": " ".join(x for x in (a.get("subject_id"), f"({a['subject_name']})" if a.get("subject_name") else None) if x) or "-",
+                "staff": " ".join(
+                    x for x in (a.get("subject_id"), f"({a['subject_name']})" if a.get("subject_name") else None) if x
+                )
+                or "-",
                 "service": a.get("care_service") or "-",
                 "rows": a.get("count"),
                 "first (UTC)": str(a.get("first_time") or "")[:19].replace("T", " "),

@@ -23,15 +23,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from dataclasses import dataclass, field, fields
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 
 def utc_timestamp(moment: dt.datetime | None = None) -> str:
     """The audit store's time format: UTC, ISO 8601 with microseconds and a Z, e.g.
     2026-11-25T12:00:00.000000Z (`moment`, which must be aware; now when omitted)."""
-    moment = dt.datetime.now(dt.timezone.utc) if moment is None else moment.astimezone(dt.timezone.utc)
+    moment = dt.datetime.now(dt.UTC) if moment is None else moment.astimezone(dt.UTC)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import IO, Any, Iterable
+from collections.abc import Iterable
+from typing import IO, Any
 
 from sidecar.identifiers import NHS_NUMBER_SYSTEM
 
@@ -67,7 +68,11 @@ def to_fhir(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("reasons"):
         desc.append("reasons: " + ", ".join(row["reasons"]))
     user: dict[str, Any] = {
-        "type": {"coding": [_coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "IRCP", "information recipient")]},
+        "type": {
+            "coding": [
+                _coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "IRCP", "information recipient")
+            ]
+        },
         "requestor": True,
     }
     if row.get("subject_id"):
@@ -78,7 +83,12 @@ def to_fhir(row: dict[str, Any]) -> dict[str, Any]:
     else:
         user["who"] = {"display": "unauthenticated caller"}
     if row.get("access_level"):
-        user["role"] = [{"coding": [_coding("https://lcr-sidecar.example/CodeSystem/lcr-access-level", row["access_level"])], "text": row["access_level"]}]
+        user["role"] = [
+            {
+                "coding": [_coding("https://lcr-sidecar.example/CodeSystem/lcr-access-level", row["access_level"])],
+                "text": row["access_level"],
+            }
+        ]
     if row.get("reason_for_request"):
         code = PURPOSE.get(row["reason_for_request"])
         concept: dict[str, Any] = {"text": row["reason_for_request"]}
@@ -89,7 +99,11 @@ def to_fhir(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("care_service"):
         agents.append(
             {
-                "type": {"coding": [_coding("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PROV", "healthcare provider")]},
+                "type": {
+                    "coding": [
+                        _coding("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PROV", "healthcare provider")
+                    ]
+                },
                 "who": {"identifier": {"system": ODS_SYSTEM, "value": row["care_service"]}},
                 "requestor": False,
             }
@@ -129,7 +143,9 @@ def to_fhir(row: dict[str, Any]) -> dict[str, Any]:
             details.append({"type": name, "valueString": str(row[name])})
     entities.append(
         {
-            "what": {"display": "London Care Record" + (" (left-hand menu)" if row.get("action") == "menu.read" else "")},
+            "what": {
+                "display": "London Care Record" + (" (left-hand menu)" if row.get("action") == "menu.read" else "")
+            },
             "type": _coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2", "System Object"),
             "role": _coding("http://terminology.hl7.org/CodeSystem/object-role", "4", "Domain Resource"),
             "detail": details,

@@ -3,7 +3,8 @@
 `OpaServer` runs `opa run --server --bundle <bundle>` on a private unix socket (no port to
 collide with, nothing exposed) and evaluates many inputs per HTTP call:
 
-    POST /v1/query  {"query": "r := [d | some x in input.batch; d := [v | v := data.lcr.access.decision with input as x]]",
+    POST /v1/query  {"query": "r := [d | some x in input.batch;
+                                          d := [v | v := data.lcr.access.decision with input as x]]",
                      "input": {"batch": [<input>, …]}}
 
 Each element comes back as `[]` (undefined) or `[decision]`, so results stay aligned with
@@ -31,17 +32,25 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 UNDEFINED = object()
 
 #: builtins whose answer is not a function of their arguments (and of the bundle)
 IMPURE_BUILTINS = frozenset(
     {
-        "time.now_ns", "http.send", "rand.intn", "uuid.rfc4122", "opa.runtime", "net.lookup_ip_addr",
-        "crypto.x509.parse_and_verify_certificates", "crypto.x509.parse_and_verify_certificates_with_options",
-        "io.jwt.decode_verify", "providers.aws.sign_req",
+        "time.now_ns",
+        "http.send",
+        "rand.intn",
+        "uuid.rfc4122",
+        "opa.runtime",
+        "net.lookup_ip_addr",
+        "crypto.x509.parse_and_verify_certificates",
+        "crypto.x509.parse_and_verify_certificates_with_options",
+        "io.jwt.decode_verify",
+        "providers.aws.sign_req",
     }
 )
 
@@ -112,7 +121,7 @@ class OpaServer:
         self._connections: list[_UnixConnection] = []
         self.calls = 0
 
-    def __enter__(self) -> "OpaServer":
+    def __enter__(self) -> OpaServer:
         self.start()
         return self
 
@@ -121,8 +130,16 @@ class OpaServer:
 
     def start(self) -> None:
         cmd = [
-            self.opa, "run", "--server", "--addr", f"unix://{self.socket}",
-            "--log-level", "error", "--skip-version-check", "--bundle", str(self.bundle),
+            self.opa,
+            "run",
+            "--server",
+            "--addr",
+            f"unix://{self.socket}",
+            "--log-level",
+            "error",
+            "--skip-version-check",
+            "--bundle",
+            str(self.bundle),
             *(str(b) for b in self.extra_bundles),
         ]
         if self.verification_key is not None:
@@ -135,7 +152,9 @@ class OpaServer:
         env = {**os.environ, "GOGC": os.environ.get("GOGC", "400")}
         with open(self.log, "wb") as log:
             try:
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                self.proc = subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+                )
             except OSError as exc:
                 raise OpaError(f"cannot run {self.opa}: {exc}") from None
         deadline = time.monotonic() + self.start_timeout
@@ -229,7 +248,9 @@ class OpaServer:
         answer = self._json("POST", "/v1/query", body)
         results = answer.get("result") or []
         if len(results) != 1 or "r" not in results[0] or len(results[0]["r"]) != len(inputs):
-            raise OpaError(f"opa answered the batch query with {len(results)} results; expected one list of {len(inputs)}")
+            raise OpaError(
+                f"opa answered the batch query with {len(results)} results; expected one list of {len(inputs)}"
+            )
         return [v[0] if v else UNDEFINED for v in results[0]["r"]]
 
 

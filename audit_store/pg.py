@@ -103,7 +103,8 @@ class AuditSchemaError(AuditWriteError):
 
 def _decisions_sql() -> str:
     columns = ",\n  ".join(
-        f"{name} {_PG_TYPES[kind]}{' NOT NULL' if name in _NOT_NULL else ''}" for name, kind in chain.CONTENT_COLUMNS.items()
+        f"{name} {_PG_TYPES[kind]}{' NOT NULL' if name in _NOT_NULL else ''}"
+        for name, kind in chain.CONTENT_COLUMNS.items()
     )
     return f"""
 CREATE TABLE {TABLE} (
@@ -257,14 +258,18 @@ def migrate(url: str, connect_timeout: float = 10.0) -> list[str]:
             if not todo:
                 return []
             try:
-                conn.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name text PRIMARY KEY, applied_at timestamptz "
+                    "NOT NULL DEFAULT now())"
+                )
                 for name, sql in MIGRATIONS:
                     if name in todo:
                         conn.execute(sql)
                         conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (name,))
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise AuditSchemaError(
-                    f"the audit schema needs migrations {todo} and this role may not apply them ({exc.diag.message_primary}); "
+                    f"the audit schema needs migrations {todo} and this role may not apply them "
+                    f"({exc.diag.message_primary}); "
                     "run `lcr-audit migrate --db <the owner's postgresql:// URL>` first"
                 ) from None
     return todo
@@ -283,7 +288,10 @@ _FLUSHED = "SELECT pg_current_xact_id()"
 _ROW = "(" + ", ".join(["%s"] * len(chain.STORED_COLUMNS)) + ")"
 #: multi-row INSERTs of a few fixed sizes (psycopg prepares a statement it runs often); a
 #: group is sent as the fewest of them, all in one pipeline with its COMMIT
-_INSERTS = {n: f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES " + ", ".join([_ROW] * n) for n in (256, 64, 16, 4, 1)}
+_INSERTS = {
+    n: f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES " + ", ".join([_ROW] * n)
+    for n in (256, 64, 16, 4, 1)
+}
 _HEAD = f"""SELECT coalesce((SELECT seq FROM {TABLE} ORDER BY seq DESC LIMIT 1), 0),
     coalesce((SELECT row_hash FROM {TABLE} ORDER BY seq DESC LIMIT 1), '{chain.GENESIS}'),
     coalesce((SELECT max(seq) FROM {CHECKPOINTS}), 0)"""
@@ -325,7 +333,9 @@ class PgAuditStore:
             try:
                 self.ensure_schema()
             except psycopg.OperationalError as exc:
-                log.warning("audit store: PostgreSQL not reachable yet (%s); writes fail closed until it is", _one_line(exc))
+                log.warning(
+                    "audit store: PostgreSQL not reachable yet (%s); writes fail closed until it is", _one_line(exc)
+                )
             except AuditSchemaError as exc:
                 # Not ready (readiness says why) and every write 503, until the owner migrates.
                 log.error("audit store: %s", exc)
@@ -425,7 +435,9 @@ class PgAuditStore:
                 ready.append(p)
         return ready
 
-    def _commit(self, writer: _PgWriter, batch: list[_Pending], more: Callable[[int], list[_Pending]] | None = None) -> None:
+    def _commit(
+        self, writer: _PgWriter, batch: list[_Pending], more: Callable[[int], list[_Pending]] | None = None
+    ) -> None:
         """Commit the batch as one transaction; a row the database refuses fails alone.
 
         `more(n)` hands over up to n rows queued since: once the writer holds the chain's
@@ -447,8 +459,12 @@ class PgAuditStore:
         try:
             first_seq = writer.write(rows, joining)
             rows = [row for p in batch for row in p.rows]
-        except (psycopg.errors.IntegrityError, psycopg.errors.DataError, psycopg.errors.ProgrammingError,
-                psycopg.errors.ProgramLimitExceeded) as exc:
+        except (
+            psycopg.errors.IntegrityError,
+            psycopg.errors.DataError,
+            psycopg.errors.ProgrammingError,
+            psycopg.errors.ProgramLimitExceeded,
+        ) as exc:
             if len(batch) > 1:
                 # A row the database refused (a duplicate decision id, a value it cannot
                 # hold): one bad row must not fail its neighbours, so commit them one by one.
@@ -474,9 +490,17 @@ class PgAuditStore:
 
     def _insert_checkpoint(self, conn: psycopg.Connection[Any], seq: int, row_hash: str) -> dict[str, Any]:
         now = _utcnow()
-        cp = {"seq": seq, "row_hash": row_hash, "signature": self.signer.sign(seq, row_hash, now), "key_id": self.signer.kid, "time": now}
+        cp = {
+            "seq": seq,
+            "row_hash": row_hash,
+            "signature": self.signer.sign(seq, row_hash, now),
+            "key_id": self.signer.kid,
+            "time": now,
+        }
         conn.execute(
-            f"INSERT INTO {CHECKPOINTS} (seq, row_hash, signature, key_id, time) VALUES (%(seq)s, %(row_hash)s, %(signature)s, %(key_id)s, %(time)s)", cp
+            f"INSERT INTO {CHECKPOINTS} (seq, row_hash, signature, key_id, time) VALUES (%(seq)s, %(row_hash)s, "
+            "%(signature)s, %(key_id)s, %(time)s)",
+            cp,
         )
         self.stats.checkpoints += 1
         return cp
@@ -489,9 +513,11 @@ class PgAuditStore:
             seq, row_hash, _ = conn.execute(_HEAD).fetchone()  # type: ignore[misc]
             if not seq:
                 return None
-            existing = conn.execute(f"SELECT seq, row_hash, signature, key_id, time FROM {CHECKPOINTS} WHERE seq = %s", (seq,)).fetchone()
+            existing = conn.execute(
+                f"SELECT seq, row_hash, signature, key_id, time FROM {CHECKPOINTS} WHERE seq = %s", (seq,)
+            ).fetchone()
             if existing is not None:
-                return dict(zip(("seq", "row_hash", "signature", "key_id", "time"), existing))
+                return dict(zip(("seq", "row_hash", "signature", "key_id", "time"), existing, strict=False))
             return self._insert_checkpoint(conn, seq, row_hash)
 
     # -- reading -------------------------------------------------------------------------
@@ -527,7 +553,8 @@ class PgAuditStore:
         with self.reader() as conn:
             found = conn.execute(
                 f"SELECT outcome, CASE WHEN lcr_json_valid(reasons) THEN reasons ELSE '[]' END FROM {TABLE} "
-                f"WHERE left(subject_id, {INDEXED_PREFIX}) = left(?, {INDEXED_PREFIX}) AND subject_id = ? AND time >= ?",
+                f"WHERE left(subject_id, {INDEXED_PREFIX}) = left(?, {INDEXED_PREFIX}) AND subject_id = ? AND time "
+                ">= ?",
                 (subject_id, subject_id, since),
             ).fetchall()
         for outcome, reasons_json in found:
@@ -541,8 +568,10 @@ class PgAuditStore:
         names = ("seq", "prev_hash", "row_hash", *chain.CONTENT_NAMES)
         clause = " AND ".join(f"{k} = %({k})s" for k in where) or "TRUE"
         with self.connect() as conn:
-            found = conn.execute(f"SELECT {', '.join(names)} FROM {TABLE} WHERE {clause} ORDER BY seq", where).fetchall()
-        return iter([dict(zip(names, values)) for values in found])
+            found = conn.execute(
+                f"SELECT {', '.join(names)} FROM {TABLE} WHERE {clause} ORDER BY seq", where
+            ).fetchall()
+        return iter([dict(zip(names, values, strict=False)) for values in found])
 
     def count(self) -> int:
         with self.connect() as conn:
@@ -573,7 +602,10 @@ class PgAuditStore:
                     self._probe = None
                 return {"ok": False, "detail": f"audit store not writable ({type(exc).__name__}: {_one_line(exc)})"}
         if not ok or not primary:
-            return {"ok": False, "detail": "audit store not writable (no INSERT privilege on the log, or a read-only standby)"}
+            return {
+                "ok": False,
+                "detail": "audit store not writable (no INSERT privilege on the log, or a read-only standby)",
+            }
         return {"ok": True, "detail": "audit store writable"}
 
     def close(self) -> None:

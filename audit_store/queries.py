@@ -24,23 +24,58 @@ import json
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Iterator
+from typing import Any
 
 from .events import utc_timestamp
 from .store import LOOKUP, TABLE, AuditStore
 
 SUMMARY_FIELDS: tuple[str, ...] = (
-    "seq", "decision_id", "time", "action", "outcome", "http_status", "error_code",
-    "subject_id", "subject_name", "care_service", "access_level", "reason_for_request", "client",
-    "nhs_number", "reasons", "sections_requested", "sections_allowed", "sections_returned",
-    "resources_returned", "resources_withheld", "policy_revision", "response_sha256", "latency_ms",
+    "seq",
+    "decision_id",
+    "time",
+    "action",
+    "outcome",
+    "http_status",
+    "error_code",
+    "subject_id",
+    "subject_name",
+    "care_service",
+    "access_level",
+    "reason_for_request",
+    "client",
+    "nhs_number",
+    "reasons",
+    "sections_requested",
+    "sections_allowed",
+    "sections_returned",
+    "resources_returned",
+    "resources_withheld",
+    "policy_revision",
+    "response_sha256",
+    "latency_ms",
 )
 DETAIL_FIELDS: tuple[str, ...] = (
-    *SUMMARY_FIELDS, "opa_input", "opa_result", "shadow_revision", "shadow_result", "shadow_diverged", "prev_hash", "row_hash",
+    *SUMMARY_FIELDS,
+    "opa_input",
+    "opa_result",
+    "shadow_revision",
+    "shadow_result",
+    "shadow_diverged",
+    "prev_hash",
+    "row_hash",
 )
 JSON_FIELDS = frozenset(
-    {"reasons", "sections_requested", "sections_allowed", "sections_returned", "opa_input", "opa_result", "shadow_result"}
+    {
+        "reasons",
+        "sections_requested",
+        "sections_allowed",
+        "sections_returned",
+        "opa_input",
+        "opa_result",
+        "shadow_result",
+    }
 )
 DENIED = "denied"
 _PG_PREFIXED = frozenset({"nhs_number", "subject_id", "care_service"})
@@ -68,7 +103,7 @@ class Filters:
     seq_to: int | None = None
 
     @classmethod
-    def make(cls, **kw: Any) -> "Filters":
+    def make(cls, **kw: Any) -> Filters:
         """Normalise what a person types: NHS numbers with spaces, dates, one outcome or many."""
         outcome = kw.pop("outcome", None)
         outcomes = kw.pop("outcomes", None) or ()
@@ -92,12 +127,20 @@ class Filters:
     def where(self, dialect: str = "sqlite") -> tuple[str, list[Any]]:
         """The SQL condition and its parameters (`?` placeholders) for `dialect`
         ("sqlite" or "postgresql", see dialect_of)."""
-        clauses, params = self._matching(("nhs_number", "subject_id", "care_service", "access_level", "action", "policy_revision"), dialect)
+        clauses, params = self._matching(
+            ("nhs_number", "subject_id", "care_service", "access_level", "action", "policy_revision"), dialect
+        )
         if self.reason is not None:
             if dialect == "postgresql":
-                clauses.append("(CASE WHEN lcr_json_valid(reasons) THEN reasons::jsonb ELSE '[]'::jsonb END) @> jsonb_build_array(?::text)")
+                clauses.append(
+                    "(CASE WHEN lcr_json_valid(reasons) THEN reasons::jsonb ELSE '[]'::jsonb END) @> "
+                    "jsonb_build_array(?::text)"
+                )
             else:
-                clauses.append("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(reasons) THEN reasons ELSE '[]' END) WHERE value = ?)")
+                clauses.append(
+                    "EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(reasons) THEN reasons ELSE '[]' END) WHERE "
+                    "value = ?)"
+                )
             params.append(self.reason)
         self._in_time_range(clauses, params)
         if self.seq_from is not None:
@@ -140,7 +183,9 @@ class Filters:
                 params.append(value)
         if self.outcomes:
             if dialect == "postgresql":
-                clauses.append(f"left(outcome, {_PG_PREFIX}) IN ({', '.join(f'left(?, {_PG_PREFIX})' for _ in self.outcomes)})")
+                clauses.append(
+                    f"left(outcome, {_PG_PREFIX}) IN ({', '.join(f'left(?, {_PG_PREFIX})' for _ in self.outcomes)})"
+                )
                 params.extend(self.outcomes)
             clauses.append(f"outcome IN ({', '.join('?' for _ in self.outcomes)})")
             params.extend(self.outcomes)
@@ -156,17 +201,21 @@ class Filters:
 
 
 def dialect_of(conn: Any) -> str:
-    """"postgresql" for a PgReader (pg.py), "sqlite" for a sqlite3 connection."""
+    """ "postgresql" for a PgReader (pg.py), "sqlite" for a sqlite3 connection."""
     return getattr(conn, "dialect", "sqlite")
 
 
-def indexed_where(conn: Any, filters: "Filters") -> tuple[str, list[Any]]:
+def indexed_where(conn: Any, filters: Filters) -> tuple[str, list[Any]]:
     """filters.where(), narrowed through the lookup table when the store has one (SQLite:
     PostgreSQL indexes the log itself)."""
     dialect = dialect_of(conn)
     where, params = filters.where(dialect)
     lookup = filters.lookup()
-    if lookup is not None and dialect == "sqlite" and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LOOKUP,)).fetchone():
+    if (
+        lookup is not None
+        and dialect == "sqlite"
+        and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LOOKUP,)).fetchone()
+    ):
         where = f"({where}) AND {lookup[0]}"
         params = [*params, *lookup[1]]
     return where, params
@@ -184,7 +233,9 @@ def normalise_time(value: str | dt.datetime | dt.date, end_of_day: bool) -> str:
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, dt.date):
-        moment = dt.datetime.combine(value, dt.time(), dt.timezone.utc) + (dt.timedelta(days=1) if end_of_day else dt.timedelta())
+        moment = dt.datetime.combine(value, dt.time(), dt.UTC) + (
+            dt.timedelta(days=1) if end_of_day else dt.timedelta()
+        )
     else:
         text = str(value).strip()
         try:
@@ -195,7 +246,7 @@ def normalise_time(value: str | dt.datetime | dt.date, end_of_day: bool) -> str:
         except ValueError:
             raise QueryError(f"time {value!r} is not ISO 8601 (e.g. 2026-11-25 or 2026-11-25T14:30:00Z)") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return utc_timestamp(moment)
 
 
@@ -222,7 +273,7 @@ def connect(source: Source) -> Iterator[Any]:
             yield reader
         return
     if isinstance(source, str) and source.startswith("sqlite:///"):
-        source = source[len("sqlite:///"):]
+        source = source[len("sqlite:///") :]
     if isinstance(source, AuditStore):
         path = source.path
     else:
@@ -275,7 +326,7 @@ def search(
         sql = f"SELECT {', '.join(names)} FROM {TABLE} WHERE {where} ORDER BY seq {order} LIMIT ?"
         found = conn.execute(sql, [*params, limit + 1]).fetchall()
     more = len(found) > limit
-    rows = [decode(dict(zip(names, values))) for values in found[:limit]]
+    rows = [decode(dict(zip(names, values, strict=False))) for values in found[:limit]]
     cursor = rows[-1]["seq"] if more and rows else None
     key = "next_before_seq" if newest_first else "next_after_seq"
     return {"rows": rows, key: cursor, "limit": limit}
@@ -305,7 +356,9 @@ def denials(source: Source, **kw: Any) -> dict[str, Any]:
     return search(source, Filters.make(outcome=DENIED, **filt), **page)
 
 
-def iter_rows(source: Source, filters: Filters | None = None, *, detail: bool = True, batch: int = 2000) -> Iterator[dict[str, Any]]:
+def iter_rows(
+    source: Source, filters: Filters | None = None, *, detail: bool = True, batch: int = 2000
+) -> Iterator[dict[str, Any]]:
     """Every matching row in seq order, streamed (constant memory), JSON columns decoded."""
     filters = filters or Filters()
     names = DETAIL_FIELDS if detail else SUMMARY_FIELDS
@@ -317,7 +370,7 @@ def iter_rows(source: Source, filters: Filters | None = None, *, detail: bool = 
             if not chunk:
                 return
             for values in chunk:
-                yield decode(dict(zip(names, values)))
+                yield decode(dict(zip(names, values, strict=False)))
 
 
 def count(source: Source, filters: Filters | None = None) -> int:

@@ -29,10 +29,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from .opa import UNDEFINED, OpaError, OpaServer, bundle_revision_of, input_footprint
 from .queries import Filters, dialect_of
@@ -55,6 +56,7 @@ def _replayable(conn: Any) -> str:
 
 def _roster_revision(conn: Any) -> str:
     return PG_ROSTER_REVISION if dialect_of(conn) == "postgresql" else ROSTER_REVISION
+
 
 NO_INPUT = "no decision input: the request ended before the policy was asked"
 NO_RESULT = "no stored result: the policy did not answer at the time"
@@ -101,7 +103,11 @@ class Engine:
             in_flight: set[Future[list[tuple[Group, Any]]]] = set()
 
             def drain(block: bool) -> None:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED) if block else (set(f for f in in_flight if f.done()), None)
+                done, _ = (
+                    wait(in_flight, return_when=FIRST_COMPLETED)
+                    if block
+                    else (set(f for f in in_flight if f.done()), None)
+                )
                 for future in done:
                     in_flight.discard(future)
                     results = future.result()
@@ -133,7 +139,7 @@ class Engine:
             # One input OPA cannot evaluate (a conflict error, say) must not sink its chunk.
             half = len(batch) // 2
             return self._evaluate(batch[:half]) + self._evaluate(batch[half:])
-        return list(zip(batch, results))
+        return list(zip(batch, results, strict=False))
 
 
 def _json_path(path: tuple[str, ...]) -> str:
@@ -205,7 +211,9 @@ def _categorise(conn: sqlite3.Connection, where: str, params: list[Any]) -> tupl
     by_revision: Counter[Revisions] = Counter()
     sql = (
         f"SELECT policy_revision, {_roster_revision(conn)}, opa_input IS NULL, opa_result IS NULL, "
-        f"CASE WHEN opa_input IS NULL THEN 1 ELSE {'lcr_json_valid(opa_input)::int' if dialect_of(conn) == 'postgresql' else 'json_valid(opa_input)'} END, count(*) "
+        "CASE WHEN opa_input IS NULL THEN 1 ELSE "
+        f"{'lcr_json_valid(opa_input)::int' if dialect_of(conn) == 'postgresql' else 'json_valid(opa_input)'} END, "
+        "count(*) "
         f"FROM {TABLE} WHERE {where} GROUP BY 1, 2, 3, 4, 5"
     )
     for revision, roster, no_input, no_result, valid, n in conn.execute(sql, params):
@@ -300,8 +308,12 @@ class ReplayReport:
             "unreplayable_reasons": dict(self.unreplayable.most_common()),
             "divergences": [
                 {
-                    "revision": d.revision, "reason": d.reason, "decisions": d.decisions, "first_seq": d.first_seq,
-                    "stored": d.example_stored, "replayed": None if d.example_replayed is UNDEFINED else d.example_replayed,
+                    "revision": d.revision,
+                    "reason": d.reason,
+                    "decisions": d.decisions,
+                    "first_seq": d.first_seq,
+                    "stored": d.example_stored,
+                    "replayed": None if d.example_replayed is UNDEFINED else d.example_replayed,
                 }
                 for d in sorted(self.divergences.values(), key=lambda d: (-d.decisions, d.first_seq))
             ],
@@ -355,17 +367,30 @@ def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: O
                 continue
         bundles = [bundle] + ([roster_bundle] if roster_bundle is not None else [])
         try:
-            server = OpaServer(bundles[0], options.opa, verification_key=options.verification_key, key_id=options.key_id,
-                               extra_bundles=bundles[1:])
+            server = OpaServer(
+                bundles[0],
+                options.opa,
+                verification_key=options.verification_key,
+                key_id=options.key_id,
+                extra_bundles=bundles[1:],
+            )
             server.start()
         except OpaError as exc:
-            _skip(report, info, f"revision {revision}: the archived bundle does not load ({_first_line(exc)})", n, options)
+            _skip(
+                report, info, f"revision {revision}: the archived bundle does not load ({_first_line(exc)})", n, options
+            )
             continue
         try:
             loaded = set(server.revisions().values())
             expected = {revision} | ({roster} if roster else set())
             if loaded != expected:
-                _skip(report, info, f"revision {revision}: the archive holds revision {', '.join(sorted(loaded)) or 'none'}", n, options)
+                _skip(
+                    report,
+                    info,
+                    f"revision {revision}: the archive holds revision {', '.join(sorted(loaded)) or 'none'}",
+                    n,
+                    options,
+                )
                 continue
             footprint = input_footprint(server.policies(), options.entrypoint) if options.dedupe else None
             info["input_paths"] = None if footprint is None else [".".join(p) for p in footprint]
@@ -373,7 +398,15 @@ def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: O
             diverged: dict[tuple[Any, ...], tuple[str, Any]] = {}
             counts = Counter[str]()
 
-            def handle(group: Group, result: Any) -> None:
+            def handle(
+                group: Group,
+                result: Any,
+                counts: Counter[str] = counts,
+                revision: str = revision,
+                diverged: dict[tuple[Any, ...], tuple[str, Any]] = diverged,
+            ) -> None:
+                # This iteration's counts, revision and divergences, bound now (the engine
+                # calls back within the iteration).
                 stored = _stored(group.opa_result)
                 if result is not UNDEFINED and not isinstance(result, EvalError) and result == stored:
                     counts["reproduced"] += group.count
@@ -382,11 +415,16 @@ def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: O
                     reason = describe(stored, result)
                     d = report.divergences.get((revision, reason))
                     if d is None:
-                        d = report.divergences[(revision, reason)] = Divergence(revision, reason, 0, group.first_seq, stored, result)
+                        d = report.divergences[(revision, reason)] = Divergence(
+                            revision, reason, 0, group.first_seq, stored, result
+                        )
                     d.decisions += group.count
                     d.first_seq = min(d.first_seq, group.first_seq)
                     if options.details is not None:
-                        diverged[(*group.key, group.opa_result, group.access_level, group.care_service)] = (reason, result)
+                        diverged[(*group.key, group.opa_result, group.access_level, group.care_service)] = (
+                            reason,
+                            result,
+                        )
                 if options.progress:
                     options.progress(group.count)
 
@@ -397,8 +435,12 @@ def replay(conn: sqlite3.Connection, archive: Path, filters: Filters, options: O
             report.diverged += counts["diverged"]
             report.evaluations += engine.evaluations
             report.opa_calls += server.calls
-            for name, value in (("reproduced", counts["reproduced"]), ("diverged", counts["diverged"]),
-                                ("evaluations", engine.evaluations), ("opa_calls", server.calls)):
+            for name, value in (
+                ("reproduced", counts["reproduced"]),
+                ("diverged", counts["diverged"]),
+                ("evaluations", engine.evaluations),
+                ("opa_calls", server.calls),
+            ):
                 info[name] = info.get(name, 0) + value
             if diverged and options.details is not None:
                 _write_details(conn, selected, selected_params, footprint, options, diverged, "replayed")
@@ -432,15 +474,23 @@ def _write_details(
     """Second pass: one line per decision in a changed group (only runs when there are any)."""
     assert options.details is not None
     keys = key_columns(footprint if options.dedupe else None, dialect_of(conn))
-    sql = f"SELECT seq, decision_id, {', '.join(keys)}, opa_result, access_level, care_service FROM {TABLE} WHERE ({where}) AND {_replayable(conn)} ORDER BY seq"
+    sql = (
+        f"SELECT seq, decision_id, {', '.join(keys)}, opa_result, access_level, care_service FROM {TABLE} "
+        f"WHERE ({where}) AND {_replayable(conn)} ORDER BY seq"
+    )
     for row in conn.execute(sql, params):
         hit = changed.get(tuple(row[2:]))
         if hit is None:
             continue
         reason, result = hit
         line = {
-            "seq": row[0], "decision_id": row[1], "access_level": row[-2], "care_service": row[-1],
-            "reason": reason, "stored": _stored(row[-3]), label: None if result is UNDEFINED or isinstance(result, EvalError) else result,
+            "seq": row[0],
+            "decision_id": row[1],
+            "access_level": row[-2],
+            "care_service": row[-1],
+            "reason": reason,
+            "stored": _stored(row[-3]),
+            label: None if result is UNDEFINED or isinstance(result, EvalError) else result,
         }
         options.details.write(json.dumps(line, sort_keys=True) + "\n")
 
@@ -555,7 +605,9 @@ def impact(conn: sqlite3.Connection, candidate: Path, filters: Filters, options:
                     options.progress(n)
                 continue
             try:
-                server = OpaServer(bundle, options.opa, workdir=Path(tmp), extra_bundles=[roster_bundle] if roster_bundle else [])
+                server = OpaServer(
+                    bundle, options.opa, workdir=Path(tmp), extra_bundles=[roster_bundle] if roster_bundle else []
+                )
                 server.start()
             except OpaError as exc:
                 raise ReplayError(f"the candidate does not load in OPA: {_first_line(exc)}") from None
@@ -584,7 +636,10 @@ def impact(conn: sqlite3.Connection, candidate: Path, filters: Filters, options:
                     else:
                         report.other += n
                     if options.details is not None and new != stored:
-                        changed[(*group.key, group.opa_result, group.access_level, group.care_service)] = (describe(stored, result), result)
+                        changed[(*group.key, group.opa_result, group.access_level, group.care_service)] = (
+                            describe(stored, result),
+                            result,
+                        )
                     if options.progress:
                         options.progress(n)
 

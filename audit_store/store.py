@@ -40,8 +40,9 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import sqlite_utils
 from sqlite_utils import Migrations
@@ -115,14 +116,18 @@ def _hash_chain(db: sqlite_utils.Database) -> None:
     head_seq, head_hash = 0, chain.GENESIS
     columns = ", ".join(("seq", *chain.CONTENT_COLUMNS))
     while True:
-        batch = conn.execute(f"SELECT {columns} FROM {TABLE} WHERE seq > ? ORDER BY seq LIMIT 1000", (head_seq,)).fetchall()
+        batch = conn.execute(
+            f"SELECT {columns} FROM {TABLE} WHERE seq > ? ORDER BY seq LIMIT 1000", (head_seq,)
+        ).fetchall()
         if not batch:
             break
         for values in batch:
-            row = dict(zip(("seq", *chain.CONTENT_COLUMNS), values))
+            row = dict(zip(("seq", *chain.CONTENT_COLUMNS), values, strict=False))
             row["prev_hash"] = head_hash
             head_seq, head_hash = row["seq"], chain.row_hash_of(row)
-            conn.execute(f"UPDATE {TABLE} SET prev_hash = ?, row_hash = ? WHERE seq = ?", (row["prev_hash"], head_hash, head_seq))
+            conn.execute(
+                f"UPDATE {TABLE} SET prev_hash = ?, row_hash = ? WHERE seq = ?", (row["prev_hash"], head_hash, head_seq)
+            )
     conn.execute(
         f"""CREATE TABLE {CHECKPOINTS} (
             seq INTEGER PRIMARY KEY,
@@ -324,7 +329,7 @@ class AuditStore:
         self._ensure_writer().queue.put(pending)
         return pending.wait()
 
-    def _ensure_writer(self) -> "_Writer":
+    def _ensure_writer(self) -> _Writer:
         writer = self._writer
         if writer is not None and writer.pid == os.getpid() and writer.is_alive():
             return writer
@@ -454,7 +459,9 @@ class AuditStore:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise sqlite3.OperationalError(f"database is locked: another writer held the audit store for over {self.busy_timeout:g}s") from None
+                    raise sqlite3.OperationalError(
+                        f"database is locked: another writer held the audit store for over {self.busy_timeout:g}s"
+                    ) from None
                 if while_waiting is None or not while_waiting():
                     time.sleep(TURN_POLL_SECONDS)
         try:
@@ -492,8 +499,18 @@ class AuditStore:
 
     def _insert_checkpoint(self, conn: sqlite3.Connection, seq: int, row_hash: str) -> dict[str, Any]:
         now = _utcnow()
-        cp = {"seq": seq, "row_hash": row_hash, "signature": self.signer.sign(seq, row_hash, now), "key_id": self.signer.kid, "time": now}
-        conn.execute(f"INSERT INTO {CHECKPOINTS} (seq, row_hash, signature, key_id, time) VALUES (:seq, :row_hash, :signature, :key_id, :time)", cp)
+        cp = {
+            "seq": seq,
+            "row_hash": row_hash,
+            "signature": self.signer.sign(seq, row_hash, now),
+            "key_id": self.signer.kid,
+            "time": now,
+        }
+        conn.execute(
+            f"INSERT INTO {CHECKPOINTS} (seq, row_hash, signature, key_id, time) VALUES (:seq, :row_hash, "
+            ":signature, :key_id, :time)",
+            cp,
+        )
         self.stats.checkpoints += 1
         return cp
 
@@ -514,7 +531,7 @@ class AuditStore:
                     conn.execute("ROLLBACK")
                 raise
             if existing is not None:
-                return dict(zip(("seq", "row_hash", "signature", "key_id", "time"), existing))
+                return dict(zip(("seq", "row_hash", "signature", "key_id", "time"), existing, strict=False))
             return cp
         finally:
             conn.close()
@@ -556,7 +573,7 @@ class AuditStore:
                 reasons[reason] = reasons.get(reason, 0) + 1
         return {"outcomes": outcomes, "reasons": reasons}
 
-    def _reader(self) -> "_ReadConnection":
+    def _reader(self) -> _ReadConnection:
         conn: _ReadConnection | None = getattr(self._readers, "conn", None)
         if conn is None or conn.pid != os.getpid():
             conn = self._readers.conn = _ReadConnection(self.path, timeout=self.busy_timeout, check_same_thread=False)
@@ -571,7 +588,9 @@ class AuditStore:
         """Readiness: the file opens and its write lock can be taken within `timeout`
         seconds (default: the busy timeout). {"ok": bool, "detail": str}."""
         try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout if timeout is None else timeout, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout if timeout is None else timeout, isolation_level=None
+            )
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.execute("ROLLBACK")
@@ -623,7 +642,9 @@ class _Writer(threading.Thread):
         try:
             wal = _WalCheckpointer(self.store)
             conn = self.store.connect()
-            self.store._turn_fd = os.open(self.store.path.with_name(self.store.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            self.store._turn_fd = os.open(
+                self.store.path.with_name(self.store.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644
+            )
             # WAL checkpoints (copying the log back into the database, with its own fsync)
             # run in a background thread, not inside commits that callers wait for: see
             # _WalCheckpointer. SQLite's own (inside COMMIT) is only the backstop, far above.
@@ -678,7 +699,9 @@ class _WalCheckpointer(threading.Thread):
     step SQLite's autocheckpoint would do the same inside a COMMIT that callers wait for.
     """
 
-    def __init__(self, store: AuditStore, interval: float = 0.25, busy_interval: float = 0.02, busy_pages: int = 500) -> None:
+    def __init__(
+        self, store: AuditStore, interval: float = 0.25, busy_interval: float = 0.02, busy_pages: int = 500
+    ) -> None:
         super().__init__(name="audit-wal-checkpointer", daemon=True)
         self.store = store
         self.interval = interval
@@ -728,8 +751,8 @@ _HEAD = f"""SELECT coalesce(max(seq), 0),
     coalesce((SELECT max(seq) FROM {LOOKUP}), 0)
     FROM {TABLE}"""
 
-_LOOKUP_COPY = f"""INSERT INTO {LOOKUP} ({', '.join(LOOKUP_COLUMNS)})
-    SELECT {', '.join(LOOKUP_COLUMNS)} FROM {TABLE}
+_LOOKUP_COPY = f"""INSERT INTO {LOOKUP} ({", ".join(LOOKUP_COLUMNS)})
+    SELECT {", ".join(LOOKUP_COLUMNS)} FROM {TABLE}
     WHERE seq > (SELECT coalesce(max(seq), 0) FROM {LOOKUP}) ORDER BY seq LIMIT ?"""
 
 
@@ -754,12 +777,15 @@ _INSERT = f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES ({', 
 #: both once per chunk. A few fixed sizes keep the statements in the connection's cache.
 CHUNKS = (64, 32, 16, 8, 4, 2, 1)
 _CHUNK_SQL = {
-    n: f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES " + ", ".join(["(" + ", ".join("?" * _WIDTH) + ")"] * n)
+    n: f"INSERT INTO {TABLE} ({', '.join(chain.STORED_COLUMNS)}) VALUES "
+    + ", ".join(["(" + ", ".join("?" * _WIDTH) + ")"] * n)
     for n in CHUNKS
 }
 
 
-def insert_rows(conn: sqlite3.Connection, params: list[tuple[Any, ...]], chunk_sql: Mapping[int, str] = _CHUNK_SQL) -> None:
+def insert_rows(
+    conn: sqlite3.Connection, params: list[tuple[Any, ...]], chunk_sql: Mapping[int, str] = _CHUNK_SQL
+) -> None:
     """INSERT the rows in order, in multi-row statements of the sizes in chunk_sql."""
     sizes = sorted(chunk_sql, reverse=True)
     i, n = 0, len(params)

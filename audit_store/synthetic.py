@@ -18,9 +18,10 @@ import shutil
 import tempfile
 import uuid
 import zoneinfo
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .events import AuditEvent, canonical_json, utc_timestamp
 from .opa import UNDEFINED, OpaServer, input_footprint
@@ -29,7 +30,11 @@ from .store import AuditStore
 
 LONDON = zoneinfo.ZoneInfo("Europe/London")
 SERVICES = {  # ODS code → share of traffic (the policy data decides who may use the LCR)
-    "VM101": 0.44, "VM102": 0.44, "VM201": 0.05, "VM301": 0.04, "VM401": 0.03,
+    "VM101": 0.44,
+    "VM102": 0.44,
+    "VM201": 0.05,
+    "VM301": 0.04,
+    "VM401": 0.03,
 }
 LEVELS = {"admin": 0.3, "senior_carer": 0.5, "registered_manager": 0.15, "no_access": 0.05}
 SECTIONS_BY_LEVEL = {
@@ -38,7 +43,24 @@ SECTIONS_BY_LEVEL = {
     "registered_manager": ["mental_health", "gp_records", "alerts", "endoscopy", "medications"],
     "no_access": ["alerts"],
 }
-FIRST = ["Ada", "Ben", "Chen", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lena", "Mo", "Nia", "Oli", "Pia"]
+FIRST = [
+    "Ada",
+    "Ben",
+    "Chen",
+    "Dee",
+    "Eli",
+    "Fay",
+    "Gus",
+    "Hana",
+    "Ivo",
+    "Jo",
+    "Kai",
+    "Lena",
+    "Mo",
+    "Nia",
+    "Oli",
+    "Pia",
+]
 LAST = ["Carer", "Okafor", "Singh", "Murphy", "Nowak", "Patel", "Evans", "Kowalski", "Ahmed", "Jones"]
 
 
@@ -46,7 +68,7 @@ def nhs_numbers() -> Iterator[str]:
     """Valid NHS numbers in the 999 test range (Modulus 11), in order."""
     for n in range(1_000_000):
         body = f"999{n:06d}"
-        total = sum(int(d) * w for d, w in zip(body, range(10, 1, -1)))
+        total = sum(int(d) * w for d, w in zip(body, range(10, 1, -1), strict=False))
         check = 11 - total % 11
         if check == 11:
             check = 0
@@ -70,7 +92,9 @@ def _people(rng: random.Random, per_service: int) -> dict[str, list[Person]]:
     staff: dict[str, list[Person]] = {}
     for service in SERVICES:
         staff[service] = [
-            Person(f"{service}-staff-{i:03d}", f"{rng.choice(FIRST)} {rng.choice(LAST)}", service, _weighted(rng, LEVELS))
+            Person(
+                f"{service}-staff-{i:03d}", f"{rng.choice(FIRST)} {rng.choice(LAST)}", service, _weighted(rng, LEVELS)
+            )
             for i in range(per_service)
         ]
     return staff
@@ -79,7 +103,10 @@ def _people(rng: random.Random, per_service: int) -> dict[str, list[Person]]:
 def _residents(rng: random.Random, per_service: int) -> dict[str, list[tuple[str, str]]]:
     numbers = nhs_numbers()
     return {
-        service: [(next(numbers), f"19{rng.randint(20, 50)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}") for _ in range(per_service)]
+        service: [
+            (next(numbers), f"19{rng.randint(20, 50)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}")
+            for _ in range(per_service)
+        ]
         for service in SERVICES
     }
 
@@ -94,7 +121,8 @@ def roster(seed: int = 0, staff_per_service: int = 30, residents_per_service: in
     return {
         "care_services": {
             service: [
-                {"nhs_number": nhs, "status": "resident", "start": "2024-01-01"} if i % 10
+                {"nhs_number": nhs, "status": "resident", "start": "2024-01-01"}
+                if i % 10
                 else {"nhs_number": nhs, "status": "discharged", "start": "2024-01-01", "end": "2026-06-30"}
                 for i, (nhs, _) in enumerate(people)
             ]
@@ -115,8 +143,8 @@ def events(
     rng = random.Random(seed)
     staff = _people(rng, staff_per_service)
     residents = _residents(rng, residents_per_service)
-    moment = start or dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
-    for i in range(n):
+    moment = start or dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    for _ in range(n):
         moment += dt.timedelta(milliseconds=rng.randint(1, 400))
         stamp = utc_timestamp(moment)
         service = _weighted(rng, SERVICES)
@@ -140,17 +168,24 @@ def events(
         if roll < 0.85:
             sections: list[str] = []
         elif roll < 0.97:
-            sections = sorted(set(rng.sample(SECTIONS_BY_LEVEL[person.level], k=min(2, len(SECTIONS_BY_LEVEL[person.level])))))
+            sections = sorted(
+                set(rng.sample(SECTIONS_BY_LEVEL[person.level], k=min(2, len(SECTIONS_BY_LEVEL[person.level]))))
+            )
         else:
             sections = ["not_a_section"]
         event.sections_requested = sections
         iat = int(moment.timestamp()) - rng.randint(0, 120)
         event.opa_input = {
             "subject": {
-                "sub": person.sub, "name": person.name, "requesting_organization": service,
+                "sub": person.sub,
+                "name": person.name,
+                "requesting_organization": service,
                 "reason_for_request": "directcare" if rng.random() < 0.995 else "research",
                 "lcr_access_level": person.level,
-                "iss": "https://care-app.dev.lcr.example", "aud": "lcr-sidecar", "iat": iat, "exp": iat + 300,
+                "iss": "https://care-app.dev.lcr.example",
+                "aud": "lcr-sidecar",
+                "iat": iat,
+                "exp": iat + 300,
                 "jti": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             },
             "patient": {"nhs_number": nhs, "dob": dob},
@@ -159,8 +194,11 @@ def events(
             "action": action,
             "sections": sections,
             "request": {
-                "id": decision_id, "time": stamp, "date": moment.astimezone(LONDON).date().isoformat(),
-                "client": client, "purpose": "directcare",
+                "id": decision_id,
+                "time": stamp,
+                "date": moment.astimezone(LONDON).date().isoformat(),
+                "client": client,
+                "purpose": "directcare",
             },
         }
         event.reason_for_request = event.opa_input["subject"]["reason_for_request"]
@@ -198,7 +236,14 @@ def _project(value: dict[str, Any], footprint: list[tuple[str, ...]] | None) -> 
     return "\x1f".join(out)
 
 
-def decide(chunk: list[AuditEvent], server: OpaServer, revision: str, footprint: list[tuple[str, ...]] | None, cache: dict[str, Any], rng: random.Random) -> None:
+def decide(
+    chunk: list[AuditEvent],
+    server: OpaServer,
+    revision: str,
+    footprint: list[tuple[str, ...]] | None,
+    cache: dict[str, Any],
+    rng: random.Random,
+) -> None:
     """Fill in each event's decision from OPA (each distinct policy-relevant input once)."""
     keyed = [(e, _project(e.opa_input, footprint)) for e in chunk if e.opa_input is not None]
     todo: dict[str, AuditEvent] = {}
@@ -207,7 +252,7 @@ def decide(chunk: list[AuditEvent], server: OpaServer, revision: str, footprint:
             todo[key] = e
     if todo:
         results = server.evaluate([canonical_json(e.opa_input) for e in todo.values()], DEFAULT_ENTRYPOINT)
-        cache.update(zip(todo, results))
+        cache.update(zip(todo, results, strict=False))
     for e, key in keyed:
         result = cache[key]
         if result is UNDEFINED:
@@ -252,7 +297,9 @@ def generate(
     cache: dict[str, Any] = {}
     written = 0
     roster_file = _archive_roster(roster(seed), bundle.parent, opa)
-    with OpaServer(bundle, opa, verification_key=verification_key, key_id=key_id, extra_bundles=[roster_file]) as server:
+    with OpaServer(
+        bundle, opa, verification_key=verification_key, key_id=key_id, extra_bundles=[roster_file]
+    ) as server:
         footprint = input_footprint(server.policies(), DEFAULT_ENTRYPOINT)
         batch: list[AuditEvent] = []
         for event in events(n, seed=seed, failures=failures):

@@ -28,8 +28,9 @@ checks every checkpoint's signature.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -92,7 +93,12 @@ def verify(
             anchor = _anchor(conn, trusted_keys, archived_through)
             if anchor is None:
                 report.problems.append(
-                    Problem("archived", archived_through, f"no valid signed checkpoint at seq {archived_through}: nothing vouches for the rows archived up to it")
+                    Problem(
+                        "archived",
+                        archived_through,
+                        f"no valid signed checkpoint at seq {archived_through}: nothing vouches for the rows "
+                        "archived up to it",
+                    )
                 )
                 return report
             start_seq, start_prev = archived_through + 1, anchor
@@ -109,23 +115,32 @@ def verify(
             if not batch:
                 break
             for values in batch:
-                row = dict(zip(names, values))
+                row = dict(zip(names, values, strict=False))
                 seq = row["seq"]
                 if report.first_seq is None:
                     report.first_seq = seq
                 report.rows += 1
                 if seq != expected_seq:
                     missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}–{seq - 1}"
-                    report.problems.append(Problem("missing", expected_seq, f"row {missing} missing (deleted) before row seq {seq}"))
+                    report.problems.append(
+                        Problem("missing", expected_seq, f"row {missing} missing (deleted) before row seq {seq}")
+                    )
                     broken = True
                     break
                 if row["row_hash"] != _recompute(row):
-                    report.problems.append(Problem("edited", seq, f"row seq {seq} was changed: its content does not match its row_hash"))
+                    report.problems.append(
+                        Problem("edited", seq, f"row seq {seq} was changed: its content does not match its row_hash")
+                    )
                     broken = True
                     break
                 if row["prev_hash"] != expected_prev:
                     report.problems.append(
-                        Problem("unlinked", seq, f"row seq {seq} does not follow row seq {seq - 1} (inserted, reordered or rewritten from here)")
+                        Problem(
+                            "unlinked",
+                            seq,
+                            f"row seq {seq} does not follow row seq {seq - 1} (inserted, reordered or rewritten from "
+                            "here)",
+                        )
                     )
                     broken = True
                     break
@@ -133,7 +148,12 @@ def verify(
                     if next_cp["seq"] == seq:
                         if next_cp["row_hash"] != row["row_hash"]:
                             report.problems.append(
-                                Problem("checkpoint", seq, f"signed checkpoint at seq {seq} does not match the chain: rows up to seq {seq} were rewritten")
+                                Problem(
+                                    "checkpoint",
+                                    seq,
+                                    f"signed checkpoint at seq {seq} does not match the chain: rows up to seq {seq} "
+                                    "were rewritten",
+                                )
                             )
                             broken = True
                             break
@@ -153,7 +173,12 @@ def verify(
             while next_cp is not None:
                 last = report.last_seq or archived_through
                 report.problems.append(
-                    Problem("checkpoint", next_cp["seq"], f"signed checkpoint at seq {next_cp['seq']} but the log ends at seq {last}: rows deleted from the end")
+                    Problem(
+                        "checkpoint",
+                        next_cp["seq"],
+                        f"signed checkpoint at seq {next_cp['seq']} but the log ends at seq {last}: rows deleted "
+                        "from the end",
+                    )
                 )
                 next_cp = None
             report.unsigned_rows = max(0, (report.last_seq or 0) - (report.last_valid_checkpoint or 0))
@@ -178,7 +203,9 @@ def verify(
 
 def _anchor(conn: Any, trusted: dict[str, Ed25519PublicKey], seq: int) -> str | None:
     """The row_hash a valid signed checkpoint at `seq` vouches for, or None."""
-    found = conn.execute(f"SELECT seq, row_hash, signature, key_id, time FROM {CHECKPOINTS} WHERE seq = ?", (seq,)).fetchone()
+    found = conn.execute(
+        f"SELECT seq, row_hash, signature, key_id, time FROM {CHECKPOINTS} WHERE seq = ?", (seq,)
+    ).fetchone()
     if found is None:
         return None
     seq, row_hash, signature, kid, time = found
@@ -195,14 +222,20 @@ def _recompute(row: dict[str, Any]) -> str | None:
         return None
 
 
-def _checkpoints(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey], report: Report) -> Iterator[dict[str, Any]]:
+def _checkpoints(
+    conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey], report: Report
+) -> Iterator[dict[str, Any]]:
     """Checkpoints in seq order whose signature verifies with a trusted key; records the others."""
     cursor = conn.execute(f"SELECT seq, row_hash, signature, key_id, time FROM {CHECKPOINTS} ORDER BY seq")
     for seq, row_hash, signature, kid, time in cursor:
         report.checkpoints += 1
         public = trusted.get(kid)
         if public is None:
-            report.problems.append(Problem("checkpoint", seq, f"checkpoint at seq {seq} is signed by key {kid}, which is not a trusted key"))
+            report.problems.append(
+                Problem(
+                    "checkpoint", seq, f"checkpoint at seq {seq} is signed by key {kid}, which is not a trusted key"
+                )
+            )
             continue
         if not signature_valid(public, seq, row_hash, time, kid, signature):
             report.problems.append(Problem("checkpoint", seq, f"checkpoint at seq {seq} has an invalid signature"))

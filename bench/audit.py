@@ -62,7 +62,7 @@ class UnchainedStore(AuditStore):
     def _prepare(row: Any) -> Prepared:
         source = row.__dict__ if isinstance(row, AuditEvent) else row
         values = []
-        for name, kind in chain.CONTENT_COLUMNS.items():
+        for name in chain.CONTENT_COLUMNS:
             value = source.get(name)
             if isinstance(value, (list, dict)):
                 value = canonical_json(value)
@@ -73,7 +73,9 @@ class UnchainedStore(AuditStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             insert_rows(conn, [values for values, _, _ in rows], _PLAIN_INSERT)
-            last, lookup_head = conn.execute(f"SELECT last_insert_rowid(), coalesce((SELECT max(seq) FROM {LOOKUP}), 0)").fetchone()
+            last, lookup_head = conn.execute(
+                f"SELECT last_insert_rowid(), coalesce((SELECT max(seq) FROM {LOOKUP}), 0)"
+            ).fetchone()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -89,7 +91,7 @@ def sample_events(n: int, seed: int) -> list[AuditEvent]:
     import random
 
     rng = random.Random(seed)
-    start = dt.datetime(2026, 11, 25, 12, tzinfo=dt.timezone.utc) + dt.timedelta(hours=seed)
+    start = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC) + dt.timedelta(hours=seed)
     out = []
     for i in range(n):
         decision_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -98,31 +100,70 @@ def sample_events(n: int, seed: int) -> list[AuditEvent]:
         nhs = f"999{rng.randrange(2000):06d}1"
         stamp = utc_timestamp(start + dt.timedelta(microseconds=50 * i))
         subject = {
-            "sub": f"staff-{staff:04d}", "name": "Ada Carer", "requesting_organization": service,
-            "reason_for_request": "directcare", "lcr_access_level": "senior_carer",
-            "iss": "https://care-app.dev.lcr.example", "aud": "lcr-sidecar", "iat": 1764072000, "exp": 1764072300,
+            "sub": f"staff-{staff:04d}",
+            "name": "Ada Carer",
+            "requesting_organization": service,
+            "reason_for_request": "directcare",
+            "lcr_access_level": "senior_carer",
+            "iss": "https://care-app.dev.lcr.example",
+            "aud": "lcr-sidecar",
+            "iat": 1764072000,
+            "exp": 1764072300,
             "jti": decision_id,
         }
         sections = ["alerts", "allergies", "appointments", "care_plans", "medications", "vital_signs"]
         out.append(
             AuditEvent(
-                decision_id=decision_id, time=stamp, action="record.read",
-                outcome="allowed", http_status=200, subject_id=subject["sub"], subject_name=subject["name"],
-                care_service=service, access_level="senior_carer", reason_for_request="directcare", client="10.0.0.7",
-                nhs_number=nhs, sections_allowed=sections, sections_returned={s: 2 for s in sections},
-                resources_returned=13, resources_withheld=4, policy_revision="sha256-512f6ebae23d49e1453f",
-                opa_input={"subject": subject, "patient": {"nhs_number": nhs, "dob": "1938-04-12"}, "action": "record.read",
-                           "sections": [], "request": {"id": decision_id, "time": stamp, "client": "10.0.0.7", "purpose": "directcare"}},
-                opa_result={"allow": True, "access_level": "senior_carer", "sections": sections, "permitted": sections, "reasons": [], "audit_scope": None},
-                response_sha256="ab" * 32, latency_ms=12.345 + i % 7,
+                decision_id=decision_id,
+                time=stamp,
+                action="record.read",
+                outcome="allowed",
+                http_status=200,
+                subject_id=subject["sub"],
+                subject_name=subject["name"],
+                care_service=service,
+                access_level="senior_carer",
+                reason_for_request="directcare",
+                client="10.0.0.7",
+                nhs_number=nhs,
+                sections_allowed=sections,
+                sections_returned={s: 2 for s in sections},
+                resources_returned=13,
+                resources_withheld=4,
+                policy_revision="sha256-512f6ebae23d49e1453f",
+                opa_input={
+                    "subject": subject,
+                    "patient": {"nhs_number": nhs, "dob": "1938-04-12"},
+                    "action": "record.read",
+                    "sections": [],
+                    "request": {"id": decision_id, "time": stamp, "client": "10.0.0.7", "purpose": "directcare"},
+                },
+                opa_result={
+                    "allow": True,
+                    "access_level": "senior_carer",
+                    "sections": sections,
+                    "permitted": sections,
+                    "reasons": [],
+                    "audit_scope": None,
+                },
+                response_sha256="ab" * 32,
+                latency_ms=12.345 + i % 7,
             )
         )
     return out
 
 
-def _worker(kind: str, db: str, key: str, threads: int, seconds: float, max_batch: int, start: Any, results: Any, index: int) -> None:
+def _worker(
+    kind: str, db: str, key: str, threads: int, seconds: float, max_batch: int, start: Any, results: Any, index: int
+) -> None:
     cls = UnchainedStore if kind == "unchained" else AuditStore
-    store = cls(db, checkpoint_key=key, checkpoint_every=0 if kind == "unchained" else 1000, max_batch=max_batch, busy_timeout_ms=10000)
+    store = cls(
+        db,
+        checkpoint_key=key,
+        checkpoint_every=0 if kind == "unchained" else 1000,
+        max_batch=max_batch,
+        busy_timeout_ms=10000,
+    )
     commits: list[tuple[int, float]] = []
     lookups: list[tuple[int, float]] = []
     store.on_commit = lambda n, t: commits.append((n, t))
@@ -166,8 +207,16 @@ def _worker(kind: str, db: str, key: str, threads: int, seconds: float, max_batc
         t.join()
     elapsed = time.perf_counter() - began
     store.close()
-    results.put({"rows": sum(len(x) for x in latencies), "seconds": elapsed, "commits": commits, "lookups": lookups, "resets": resets,
-                 "latencies": [v for x in latencies for v in x]})
+    results.put(
+        {
+            "rows": sum(len(x) for x in latencies),
+            "seconds": elapsed,
+            "commits": commits,
+            "lookups": lookups,
+            "resets": resets,
+            "latencies": [v for x in latencies for v in x],
+        }
+    )
 
 
 def run_variant(kind: str, folder: Path, key: Path, processes: int, threads: int, seconds: float) -> dict[str, Any]:
@@ -177,7 +226,10 @@ def run_variant(kind: str, folder: Path, key: Path, processes: int, threads: int
     ctx = mp.get_context("fork")
     start, results = ctx.Event(), ctx.Queue()
     max_batch = 1 if kind == "one-per-commit" else 1000
-    procs = [ctx.Process(target=_worker, args=(kind, str(db), str(key), threads, seconds, max_batch, start, results, i)) for i in range(processes)]
+    procs = [
+        ctx.Process(target=_worker, args=(kind, str(db), str(key), threads, seconds, max_batch, start, results, i))
+        for i in range(processes)
+    ]
     for p in procs:
         p.start()
     time.sleep(1.0 + 0.3 * processes)  # events built, stores open
@@ -203,33 +255,50 @@ def run_variant(kind: str, folder: Path, key: Path, processes: int, threads: int
         "rows_per_second": round(rows / wall, 1),
         "commits": len(commit_times),
         "rows_per_commit": round(statistics.mean(batch_sizes), 1) if batch_sizes else 0,
-        "commit_ms": {"p50": percentile(commit_times, 50, 1e3), "p99": percentile(commit_times, 99, 1e3), "max": round(commit_times[-1] * 1e3, 3) if commit_times else None},
+        "commit_ms": {
+            "p50": percentile(commit_times, 50, 1e3),
+            "p99": percentile(commit_times, 99, 1e3),
+            "max": round(commit_times[-1] * 1e3, 3) if commit_times else None,
+        },
         "append_ms": {"p50": percentile(latencies, 50, 1e3), "p99": percentile(latencies, 99, 1e3)},
         # the lookup table's bulk copies: their own transactions, in a writer's turn (appends wait)
         "lookup_copies": len(lookup_times),
         "lookup_rows": sum(n for p in parts for n, _ in p["lookups"]),
-        "lookup_ms": {"p50": percentile(lookup_times, 50, 1e3), "max": round(lookup_times[-1] * 1e3, 3) if lookup_times else None},
+        "lookup_ms": {
+            "p50": percentile(lookup_times, 50, 1e3),
+            "max": round(lookup_times[-1] * 1e3, 3) if lookup_times else None,
+        },
         # the WAL checkpointer finishing a checkpoint in the writers' turn so the log restarts
         "wal_resets": len(reset_times),
-        "wal_reset_ms": {"p50": percentile(reset_times, 50, 1e3), "max": round(reset_times[-1] * 1e3, 3) if reset_times else None},
+        "wal_reset_ms": {
+            "p50": percentile(reset_times, 50, 1e3),
+            "max": round(reset_times[-1] * 1e3, 3) if reset_times else None,
+        },
     }
 
 
 NOTES = [
     "commit = BEGIN IMMEDIATE … COMMIT as the writer thread times it (after its turn on the cross-process lock); "
-    "append = what a request thread waits: queueing, the other process's turns, lookup-table copies and WAL resets included.",
+    "append = what a request thread waits: queueing, the other process's turns, lookup-table copies and WAL resets "
+    "included.",
     "Each append writes its row (≈1.9 KB, half a 4 KiB page) and one entry of the unique decision_id index at a random "
-    "place (a whole page per row in the WAL, and again when it is checkpointed into the database). The resident, staff, "
+    "place (a whole page per row in the WAL, and again when it is checkpointed into the database). The resident, "
+    "staff, "
     "care-service and outcome indexes are on decisions_lookup, copied from the log 1,000 rows at a time in their own "
     "transactions (lookup_copies, lookup_ms; appends wait for them): ≈1 page per row instead of ≈3.",
-    "floor.single_writer: one writer alone, nothing else running in it. Writers take turns, so its time in the turn per "
+    "floor.single_writer: one writer alone, nothing else running in it. Writers take turns, so its time in the turn "
+    "per "
     "row (commit_us_per_row + lookup_copy_us_per_row) bounds what one chain can commit however many processes append; "
-    "with 1,000 rows per commit that ceiling is still under 20,000/s here, and commit p99 ≤ 2 ms would cap a group at a "
+    "with 1,000 rows per commit that ceiling is still under 20,000/s here, and commit p99 ≤ 2 ms would cap a group "
+    "at a "
     "few dozen rows (commit_ms at 32 rows per commit).",
-    "floor.bulk: what this disk writes and syncs per second. 20,000 rows/s at ≈2.5 pages per row (row, decision_id leaf, "
+    "floor.bulk: what this disk writes and syncs per second. 20,000 rows/s at ≈2.5 pages per row (row, decision_id "
+    "leaf, "
     "lookup index leaves) is ≈200 MB/s into the WAL, and as much again into the database.",
-    "2 cores for everything: request threads, the writer thread and the WAL checkpointer of both processes (one GIL per "
-    "process). Preparing a row (typing, canonical JSON, SHA-256 of its content) happens outside the turn, on the same cores.",
+    "2 cores for everything: request threads, the writer thread and the WAL checkpointer of both processes (one GIL "
+    "per "
+    "process). Preparing a row (typing, canonical JSON, SHA-256 of its content) happens outside the turn, on the "
+    "same cores.",
 ]
 
 
@@ -299,8 +368,12 @@ def fsync_floor(folder: Path, n: int = 2000) -> dict[str, Any]:
         path.unlink()
     times.sort()
     p50 = times[len(times) // 2]
-    return {"fsyncs": n, "fsync_ms": {"p50": percentile(times, 50, 1e3), "p99": percentile(times, 99, 1e3)},
-            "one_commit_per_row_ceiling_per_second": round(1 / p50), "bulk": bulk_sync(folder)}
+    return {
+        "fsyncs": n,
+        "fsync_ms": {"p50": percentile(times, 50, 1e3), "p99": percentile(times, 99, 1e3)},
+        "one_commit_per_row_ceiling_per_second": round(1 / p50),
+        "bulk": bulk_sync(folder),
+    }
 
 
 def bulk_sync(folder: Path, pages: int = 1000, rounds: int = 20) -> dict[str, Any]:
@@ -321,25 +394,37 @@ def bulk_sync(folder: Path, pages: int = 1000, rounds: int = 20) -> dict[str, An
         path.unlink()
     times = sorted(times[1:])  # the first round allocates the file
     p50 = times[len(times) // 2]
-    return {"pages": pages, "write_and_sync_ms": {"p50": percentile(times, 50, 1e3)}, "mb_per_second": round(pages * 4096 / p50 / 1e6)}
+    return {
+        "pages": pages,
+        "write_and_sync_ms": {"p50": percentile(times, 50, 1e3)},
+        "mb_per_second": round(pages * 4096 / p50 / 1e6),
+    }
 
 
 def measured_notes(floor: dict[str, Any], variants: dict[str, Any]) -> list[str]:
     """This run's floors and maintenance, in words (README.md shows the notes)."""
     bulk = floor["bulk"]
-    notes = [f"This run, the disk: {bulk['pages']:,} pages written and synced in {bulk['write_and_sync_ms']['p50']} ms "
-             f"(≈{bulk['mb_per_second']:,} MB/s)."]
+    notes = [
+        f"This run, the disk: {bulk['pages']:,} pages written and synced in {bulk['write_and_sync_ms']['p50']} ms "
+        f"(≈{bulk['mb_per_second']:,} MB/s)."
+    ]
     for w in floor.get("single_writer", []):
         notes.append(
-            f"This run, one writer alone at {w['rows_per_commit']:,} rows per commit: preparing a row {w['prepare_cpu_us_per_row']} µs "
-            f"of CPU (outside the turn); in the turn {w['commit_us_per_row']} µs per row ({w['commit_cpu_us_per_row']} µs CPU, "
-            f"the rest waiting for the disk) plus {w['lookup_copy_us_per_row']} µs copying it to the lookup table; commit p50 "
-            f"{w['commit_ms']['p50']} ms, p99 {w['commit_ms']['p99']} ms; so one chain ≤ {w['one_chain_ceiling_per_second']:,} rows/s."
+            f"This run, one writer alone at {w['rows_per_commit']:,} rows per commit: preparing a row "
+            f"{w['prepare_cpu_us_per_row']} µs "
+            f"of CPU (outside the turn); in the turn {w['commit_us_per_row']} µs per row "
+            f"({w['commit_cpu_us_per_row']} µs CPU, "
+            f"the rest waiting for the disk) plus {w['lookup_copy_us_per_row']} µs copying it to the lookup table; "
+            "commit p50 "
+            f"{w['commit_ms']['p50']} ms, p99 {w['commit_ms']['p99']} ms; so one chain ≤ "
+            f"{w['one_chain_ceiling_per_second']:,} rows/s."
         )
     c = variants["chained"]
     notes.append(
-        f"This run, chained: {c['lookup_copies']} lookup copies ({c['lookup_rows']:,} rows, p50 {c['lookup_ms']['p50']} ms, "
-        f"max {c['lookup_ms']['max']} ms) and {c['wal_resets']} WAL reset(s) (max {c['wal_reset_ms']['max']} ms) held the turn."
+        f"This run, chained: {c['lookup_copies']} lookup copies ({c['lookup_rows']:,} rows, p50 "
+        f"{c['lookup_ms']['p50']} ms, "
+        f"max {c['lookup_ms']['max']} ms) and {c['wal_resets']} WAL reset(s) (max {c['wal_reset_ms']['max']} ms) "
+        "held the turn."
     )
     return notes
 
@@ -349,7 +434,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=2, help="writer processes (gunicorn workers)")
     parser.add_argument("--threads", type=int, default=32, help="appending threads per process")
     parser.add_argument("--seconds", type=float, default=5.0, help="per variant")
-    parser.add_argument("--dir", type=Path, default=Path("var") / "bench", help="where the databases go (the disk measured)")
+    parser.add_argument(
+        "--dir", type=Path, default=Path("var") / "bench", help="where the databases go (the disk measured)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -357,20 +444,31 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="append-") as tmp:
         folder = Path(tmp)
         key = folder / "checkpoint.pem"  # a throwaway checkpoint key
-        key.write_bytes(Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        key.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         floor = fsync_floor(folder)
         print(f"fsync floor: p50 {floor['fsync_ms']['p50']} ms, p99 {floor['fsync_ms']['p99']} ms")
         floor["single_writer"] = [writer_floor(folder, key, group) for group in (32, 1000)]
         for w in floor["single_writer"]:
-            print(f"one writer alone, {w['rows_per_commit']} rows/commit: prepare {w['prepare_cpu_us_per_row']} µs/row (CPU), "
-                  f"commit {w['commit_us_per_row']} µs/row ({w['commit_cpu_us_per_row']} CPU), lookup copy {w['lookup_copy_us_per_row']} µs/row "
-                  f"-> one chain ≤ {w['one_chain_ceiling_per_second']:,}/s")
+            print(
+                f"one writer alone, {w['rows_per_commit']} rows/commit: prepare {w['prepare_cpu_us_per_row']} µs/row "
+                "(CPU), "
+                f"commit {w['commit_us_per_row']} µs/row ({w['commit_cpu_us_per_row']} CPU), lookup copy "
+                f"{w['lookup_copy_us_per_row']} µs/row "
+                f"-> one chain ≤ {w['one_chain_ceiling_per_second']:,}/s"
+            )
         variants = {}
         for kind in ("chained", "unchained", "one-per-commit"):
             variants[kind] = run_variant(kind, folder, key, args.processes, args.threads, args.seconds)
             v = variants[kind]
-            print(f"{kind:15s} {v['rows_per_second']:>9,.0f} rows/s  {v['rows_per_commit']:>6} rows/commit  "
-                  f"commit p50 {v['commit_ms']['p50']} ms p99 {v['commit_ms']['p99']} ms  append p99 {v['append_ms']['p99']} ms")
+            print(
+                f"{kind:15s} {v['rows_per_second']:>9,.0f} rows/s  {v['rows_per_commit']:>6} rows/commit  "
+                f"commit p50 {v['commit_ms']['p50']} ms p99 {v['commit_ms']['p99']} ms  append p99 "
+                f"{v['append_ms']['p99']} ms"
+            )
     chained, unchained = variants["chained"], variants["unchained"]
     result = {
         "benchmark": "audit-append",
@@ -379,8 +477,12 @@ def main(argv: list[str] | None = None) -> None:
         "floor": floor,
         "variants": variants,
         "ratios": {
-            "unchained_over_chained_rows_per_second": round(unchained["rows_per_second"] / chained["rows_per_second"], 2),
-            "chained_over_one_per_commit": round(chained["rows_per_second"] / variants["one-per-commit"]["rows_per_second"], 1),
+            "unchained_over_chained_rows_per_second": round(
+                unchained["rows_per_second"] / chained["rows_per_second"], 2
+            ),
+            "chained_over_one_per_commit": round(
+                chained["rows_per_second"] / variants["one-per-commit"]["rows_per_second"], 1
+            ),
         },
         "notes": NOTES + measured_notes(floor, variants),
         "targets": {

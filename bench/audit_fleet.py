@@ -42,7 +42,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _worker(url: str, key: str, threads: int, seconds: float, start: Any, results: Any, index: int) -> None:
-    store = open_store(url, 10000, checkpoint_key=key, checkpoint_every=1000, key_anchor=str(Path(key).parent / "audit.db"))
+    store = open_store(
+        url, 10000, checkpoint_key=key, checkpoint_every=1000, key_anchor=str(Path(key).parent / "audit.db")
+    )
     commits: list[tuple[int, float]] = []
     store.on_commit = lambda n, t: commits.append((n, t))
     events = sample_events(60_000, seed=index * 1000 + threads + (7 if url.startswith("postgresql") else 0))
@@ -77,14 +79,23 @@ def _worker(url: str, key: str, threads: int, seconds: float, start: Any, result
         t.join()
     elapsed = time.perf_counter() - began
     store.close()
-    results.put({"rows": sum(len(x) for x in latencies), "seconds": elapsed, "commits": commits, "latencies": [v for x in latencies for v in x]})
+    results.put(
+        {
+            "rows": sum(len(x) for x in latencies),
+            "seconds": elapsed,
+            "commits": commits,
+            "latencies": [v for x in latencies for v in x],
+        }
+    )
 
 
 def run(url: str, key: Path, processes: int, threads: int, seconds: float) -> dict[str, Any]:
     open_store(url, checkpoint_key=key, key_anchor=str(key.parent / "audit.db")).close()  # schema in place first
     ctx = mp.get_context("fork")
     start, results = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, str(key), threads, seconds, start, results, i)) for i in range(processes)]
+    procs = [
+        ctx.Process(target=_worker, args=(url, str(key), threads, seconds, start, results, i)) for i in range(processes)
+    ]
     for p in procs:
         p.start()
     time.sleep(2.0 + 0.5 * processes)  # events built, stores open
@@ -126,7 +137,11 @@ def main() -> None:
     counts = [int(x) for x in args.writers.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="lcr-bench-fleet-"))
     key = folder / "audit-checkpoint.pem"
-    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     cluster = PgCluster.start()
     out: dict[str, Any] = {
         "benchmark": "audit-fleet",
@@ -144,13 +159,18 @@ def main() -> None:
                 url = databases.new("bench").url if backend == "postgresql" else f"sqlite:///{folder}/fleet-{n}.db"
                 result = run(url, key, n, args.threads, args.seconds)
                 out[backend].append(result)
-                print(f"{backend:10s} {n} writers: {result['rows_per_second']:>9,.0f} rows/s, {result['rows_per_commit']:>6} rows/commit, "
-                      f"commit p50/p99 {result['commit_ms']['p50']}/{result['commit_ms']['p99']} ms, "
-                      f"append p50/p99 {result['append_ms']['p50']}/{result['append_ms']['p99']} ms", flush=True)
+                print(
+                    f"{backend:10s} {n} writers: {result['rows_per_second']:>9,.0f} rows/s, "
+                    f"{result['rows_per_commit']:>6} rows/commit, "
+                    f"commit p50/p99 {result['commit_ms']['p50']}/{result['commit_ms']['p99']} ms, "
+                    f"append p50/p99 {result['append_ms']['p50']}/{result['append_ms']['p99']} ms",
+                    flush=True,
+                )
     finally:
         cluster.stop()
     out["ratio_postgresql_to_sqlite"] = {
-        str(a["writers"]): round(b["rows_per_second"] / a["rows_per_second"], 2) for a, b in zip(out["sqlite"], out["postgresql"])
+        str(a["writers"]): round(b["rows_per_second"] / a["rows_per_second"], 2)
+        for a, b in zip(out["sqlite"], out["postgresql"], strict=False)
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "audit-fleet.json").write_text(json.dumps(out, indent=2) + "\n")

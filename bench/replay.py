@@ -55,7 +55,9 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run a command; wall time, exit code, JSON stdout, peak RSS of it and of its OPA children."""
     peak = {"python": 0, "opa": 0}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=ROOT
+    )
     done = threading.Event()
 
     def sample() -> None:
@@ -74,8 +76,14 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
         payload = json.loads(out) if out.strip().startswith("{") else None
     except ValueError:
         payload = None
-    return {"seconds": round(seconds, 2), "exit_code": proc.returncode, "json": payload, "stdout": out, "stderr": err[-2000:],
-            "peak_rss_mb": {k: round(v / 1024, 1) for k, v in peak.items()}}
+    return {
+        "seconds": round(seconds, 2),
+        "exit_code": proc.returncode,
+        "json": payload,
+        "stdout": out,
+        "stderr": err[-2000:],
+        "peak_rss_mb": {k: round(v / 1024, 1) for k, v in peak.items()},
+    }
 
 
 def prepare(rows: int, folder: Path, opa: str) -> tuple[Path, Path, str, float]:
@@ -91,9 +99,17 @@ def prepare(rows: int, folder: Path, opa: str) -> tuple[Path, Path, str, float]:
         started = time.perf_counter()
         store = AuditStore(partial, checkpoint_every=10_000)
         try:
-            generate(store, rows, archive / f"{revision}.tar.gz", revision, opa, seed=rows,
-                     verification_key=DEV_VERIFICATION_KEY, key_id=DEFAULT_KEY_ID,
-                     progress=_Progress(rows))
+            generate(
+                store,
+                rows,
+                archive / f"{revision}.tar.gz",
+                revision,
+                opa,
+                seed=rows,
+                verification_key=DEV_VERIFICATION_KEY,
+                key_id=DEFAULT_KEY_ID,
+                progress=_Progress(rows),
+            )
             store.checkpoint()
         finally:
             store.close()
@@ -145,7 +161,10 @@ def bench(rows: int, folder: Path, opa: str, jobs: int, chunk: int) -> dict[str,
         ("verify", [*cli, "verify", *common, "--max-unsigned", "20000"]),
         ("replay", [*cli, "replay", *common, *engine, "--archive", str(archive)]),
         ("impact (admin loses alerts)", [*cli, "impact", *common, *engine, "--candidate", str(cand)]),
-        ("replay, no dedupe, first 20,000", [*cli, "replay", *common, *engine, "--archive", str(archive), "--no-dedupe", "--seq-to", "20000"]),
+        (
+            "replay, no dedupe, first 20,000",
+            [*cli, "replay", *common, *engine, "--archive", str(archive), "--no-dedupe", "--seq-to", "20000"],
+        ),
     ]
     runs = []
     for name, cmd in plans:
@@ -157,33 +176,63 @@ def bench(rows: int, folder: Path, opa: str, jobs: int, chunk: int) -> dict[str,
             result = "chain OK" if payload.get("ok") else f"BROKEN: {payload.get('problems')}"
             evaluations = calls = 0
         elif name.startswith("impact"):
-            result = f"{payload.get('narrowed', 0):,} narrowed, {payload.get('widened', 0):,} widened, {payload.get('reasons_only', 0):,} reasons only"
+            result = (
+                f"{payload.get('narrowed', 0):,} narrowed, {payload.get('widened', 0):,} widened, "
+                f"{payload.get('reasons_only', 0):,} reasons only"
+            )
             evaluations, calls = payload.get("evaluations", 0), payload.get("opa_calls", 0)
         else:
             replayable = payload.get("reproduced", 0) + payload.get("diverged", 0)
-            result = f"{payload.get('reproduced', 0):,}/{replayable:,} reproduced, {payload.get('unreplayable', 0):,} unreplayable"
+            result = (
+                f"{payload.get('reproduced', 0):,}/{replayable:,} reproduced, "
+                f"{payload.get('unreplayable', 0):,} unreplayable"
+            )
             evaluations, calls = payload.get("evaluations", 0), payload.get("opa_calls", 0)
-        runs.append({
-            "name": name, "decisions": decisions, "seconds": r["seconds"],
-            "decisions_per_second": round(decisions / r["seconds"], 1) if r["seconds"] else 0,
-            "evaluations": evaluations, "opa_calls": calls, "peak_rss_mb": r["peak_rss_mb"], "exit_code": r["exit_code"],
-            "result": result, "stderr": r["stderr"] if r["exit_code"] not in (0, 1) else "",
-        })
+        runs.append(
+            {
+                "name": name,
+                "decisions": decisions,
+                "seconds": r["seconds"],
+                "decisions_per_second": round(decisions / r["seconds"], 1) if r["seconds"] else 0,
+                "evaluations": evaluations,
+                "opa_calls": calls,
+                "peak_rss_mb": r["peak_rss_mb"],
+                "exit_code": r["exit_code"],
+                "result": result,
+                "stderr": r["stderr"] if r["exit_code"] not in (0, 1) else "",
+            }
+        )
         print(f"  {r['seconds']} s, {result}, peak RSS {r['peak_rss_mb']}", file=sys.stderr)
-    opa_version = subprocess.run([opa, "version"], capture_output=True, text=True).stdout.split("\n")[0].replace("Version: ", "")
+    opa_version = (
+        subprocess.run([opa, "version"], capture_output=True, text=True).stdout.split("\n")[0].replace("Version: ", "")
+    )
     return {
-        "benchmark": "replay", "rows": rows, "machine": machine(), "opa_version": opa_version, "revision": revision,
-        "generate_seconds": generate_seconds or "cached", "jobs": jobs, "chunk": chunk, "runs": runs,
-        "targets": {"replay_1M_seconds<=30 (<=60 accepted)": next(r["seconds"] for r in runs if r["name"] == "replay") * 1_000_000 / rows},
+        "benchmark": "replay",
+        "rows": rows,
+        "machine": machine(),
+        "opa_version": opa_version,
+        "revision": revision,
+        "generate_seconds": generate_seconds or "cached",
+        "jobs": jobs,
+        "chunk": chunk,
+        "runs": runs,
+        "targets": {
+            "replay_1M_seconds<=30 (<=60 accepted)": next(r["seconds"] for r in runs if r["name"] == "replay")
+            * 1_000_000
+            / rows
+        },
         "notes": [
-            "Times are wall clock for the whole command (Python start, SQLite grouping, OPA start, evaluation, comparison).",
+            "Times are wall clock for the whole command (Python start, SQLite grouping, OPA start, evaluation, "
+            "comparison).",
             "With dedupe, decisions that agree on every input path the policy reads (found in the compiled policy) are "
-            "evaluated once; every decision's stored result is still compared. The last run shows the per-decision rate without it.",
+            "evaluated once; every decision's stored result is still compared. The last run shows the per-decision "
+            "rate without it.",
             f"The log: {rows:,} decisions over 5 care services, 150 staff, 300 residents (audit_store/synthetic.py), "
             "so distinct policy-relevant inputs saturate; a log with more residents has more distinct inputs.",
             "Per decision, OPA spends ≈650 µs evaluating this policy under `with input as` (≈380 µs for a single "
             "/v1/data query), so without dedupe 2 cores give 2.5–4k decisions/s: 1,000,000 all-distinct decisions "
-            "would take 4–7 minutes. Most of it is `reasons` being evaluated again for allow, sections, permitted and audit_scope.",
+            "would take 4–7 minutes. Most of it is `reasons` being evaluated again for allow, sections, permitted "
+            "and audit_scope.",
         ],
     }
 
@@ -202,7 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         result = bench(rows, args.dir, opa, args.jobs, args.chunk)
         write_result(args.out, f"replay-{rows}.json", result)
         for run in result["runs"]:
-            print(f"{rows:>9,}  {run['name']:32s} {run['seconds']:>7} s  {run['decisions_per_second']:>9,.0f}/s  {run['result']}")
+            print(
+                f"{rows:>9,}  {run['name']:32s} {run['seconds']:>7} s  {run['decisions_per_second']:>9,.0f}/s  "
+                f"{run['result']}"
+            )
 
 
 if __name__ == "__main__":

@@ -24,14 +24,16 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "load_average_at_start": [round(x, 2) for x in load],
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": _git(),
     }
 
 
 def _git() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -53,19 +55,27 @@ def write_result(folder: Path, name: str, result: dict[str, Any]) -> Path:
 
 def summarise(folder: Path) -> None:
     """bench/results/README.md from whatever results are there."""
-    lines = ["# Benchmark results", "", "Written by `python -m bench.audit` and `python -m bench.replay` (`make bench`); "
-             "the JSON files beside this one hold every number.", ""]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `python -m bench.audit` and `python -m bench.replay` (`make bench`); "
+        "the JSON files beside this one hold every number.",
+        "",
+    ]
     append = _load(folder / "audit-append.json")
     if append:
         m, f = append["machine"], append["floor"]
         lines += [
-            "## Durable append (group commit, hash chain)", "",
+            "## Durable append (group commit, hash chain)",
+            "",
             f"{m['when']}, {m['cpus']} × {m['cpu']}, Python {m['python']}, SQLite {m['sqlite']}, "
             f"load average at start {m['load_average_at_start']}; "
             f"{append['load']['processes']} processes × {append['load']['threads_per_process']} threads, "
-            f"{append['load']['seconds_per_variant']} s per variant.", "",
+            f"{append['load']['seconds_per_variant']} s per variant.",
+            "",
             f"Floor on this disk: one fsync p50 {f['fsync_ms']['p50']} ms, p99 {f['fsync_ms']['p99']} ms "
-            f"(one commit per row could not beat ≈{f['one_commit_per_row_ceiling_per_second']:,}/s).", "",
+            f"(one commit per row could not beat ≈{f['one_commit_per_row_ceiling_per_second']:,}/s).",
+            "",
             "| variant | rows/s | rows/commit | commit p50 ms | commit p99 ms | append p50 ms | append p99 ms |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
@@ -75,9 +85,14 @@ def summarise(folder: Path) -> None:
                 f"{v['commit_ms']['p99']} | {v['append_ms']['p50']} | {v['append_ms']['p99']} |"
             )
         r, t = append["ratios"], append["targets"]
-        lines += ["", f"Unchained ÷ chained: {r['unchained_over_chained_rows_per_second']}× (target ≤ 2×); "
-                  f"group commit ÷ one commit per row: {r['chained_over_one_per_commit']}×.", "",
-                  "Targets: " + ", ".join(f"`{k}` {'met' if ok else 'NOT met'}" for k, ok in t.items()), ""]
+        lines += [
+            "",
+            f"Unchained ÷ chained: {r['unchained_over_chained_rows_per_second']}× (target ≤ 2×); "
+            f"group commit ÷ one commit per row: {r['chained_over_one_per_commit']}×.",
+            "",
+            "Targets: " + ", ".join(f"`{k}` {'met' if ok else 'NOT met'}" for k, ok in t.items()),
+            "",
+        ]
         lines += [f"- {note}" for note in append.get("notes", [])] + [""]
     for path in sorted(folder.glob("replay-*.json")):
         res = _load(path)
@@ -85,17 +100,21 @@ def summarise(folder: Path) -> None:
             continue
         m = res["machine"]
         lines += [
-            f"## Replay and impact, {res['rows']:,} logged decisions", "",
+            f"## Replay and impact, {res['rows']:,} logged decisions",
+            "",
             f"{m['when']}, {m['cpus']} × {m['cpu']}, load average at start {m['load_average_at_start']}; "
             f"OPA {res.get('opa_version', '?')}, policy revision `{res['revision']}`; "
-            f"log generated in {res['generate_seconds']} s (not timed below).", "",
-            "| run | decisions | seconds | decisions/s | OPA evaluations | OPA calls | peak RSS python MB | peak RSS opa MB | result |",
+            f"log generated in {res['generate_seconds']} s (not timed below).",
+            "",
+            "| run | decisions | seconds | decisions/s | OPA evaluations | OPA calls | peak RSS python MB | peak RSS "
+            "opa MB | result |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for run in res["runs"]:
             lines.append(
                 f"| {run['name']} | {run['decisions']:,} | {run['seconds']} | {run['decisions_per_second']:,.0f} | "
-                f"{run['evaluations']:,} | {run['opa_calls']:,} | {run['peak_rss_mb']['python']} | {run['peak_rss_mb']['opa']} | {run['result']} |"
+                f"{run['evaluations']:,} | {run['opa_calls']:,} | {run['peak_rss_mb']['python']} | "
+                f"{run['peak_rss_mb']['opa']} | {run['result']} |"
             )
         lines += [""] + [f"- {note}" for note in res.get("notes", [])] + [""]
     (folder / "README.md").write_text("\n".join(lines))

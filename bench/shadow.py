@@ -20,8 +20,8 @@ from bundles.build import build
 from sidecar import create_app
 from sidecar.devtoken import mint
 from tests import processes
-from tests.roster import publish_seed_roster
 from tests.bundles.test_delivery import changed_policies, drop_admin_appointments
+from tests.roster import publish_seed_roster
 
 RESULTS = Path(__file__).resolve().parent / "results" / "shadow.json"
 BODY = {"nhs_number": "9990000018", "dob": "1938-04-12"}
@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> None:
             live_server := processes.start_bundle_server(live_out / "serve", tmp),
             cand_server := processes.start_bundle_server(cand_out / "serve", tmp),
         ]
-        started += [live := processes.start_opa(live_server.url, tmp), cand := processes.start_opa(cand_server.url, tmp)]
+        started += [
+            live := processes.start_opa(live_server.url, tmp),
+            cand := processes.start_opa(cand_server.url, tmp),
+        ]
         started.append(upstream := processes.start_upstream(tmp))
         try:
             common = {"OPA_URL": live.url, "UPSTREAM_URL": upstream.url + "/fhir", "AUDIT_DB": str(tmp / "audit.db")}
@@ -73,12 +76,14 @@ def main(argv: list[str] | None = None) -> None:
         for name, v in runs.items()
     }
     summary["added_p50_ms"] = round(summary["on"]["p50_ms"] - summary["off"]["p50_ms"], 3)
-    summary["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    summary["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary["requests_each"] = len(runs["off"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2))
-    print(f"shadow mode adds p50 {summary['added_p50_ms']} ms per decision "
-          f"(off p50 {summary['off']['p50_ms']} ms, on p50 {summary['on']['p50_ms']} ms; menu requests)")
+    print(
+        f"shadow mode adds p50 {summary['added_p50_ms']} ms per decision "
+        f"(off p50 {summary['off']['p50_ms']} ms, on p50 {summary['on']['p50_ms']} ms; menu requests)"
+    )
 
 
 if __name__ == "__main__":

@@ -53,15 +53,25 @@ def main() -> None:
         body.write_text(json.dumps(TYPICAL))
         tokens = run_dir / "tokens.txt"
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
-        for name, server in servers.items():  # warm: caches, connections, first commits
+        for server in servers.values():  # warm: caches, connections, first commits
             tokens.write_text("\n".join(token() for _ in range(50)) + "\n")
             wrk.run(server.url + "/v1/record", body, tokens, seconds=3, connections=args.connections)
         for _ in range(args.rounds):
             for name, server in servers.items():
                 tokens.write_text("\n".join(token() for _ in range(50)) + "\n")
                 r = wrk.run(server.url + "/v1/record", body, tokens, seconds=args.seconds, connections=args.connections)
-                results[name].append({"rps": round(r.rps, 1), "p50_ms": round(r.ms("50"), 2), "p99_ms": round(r.ms("99"), 2), "statuses": r.statuses})
-                print(f"{name:10s} {r.rps:7.1f} req/s  p50 {r.ms('50'):.1f} ms  p99 {r.ms('99'):.1f} ms  {r.statuses}", flush=True)
+                results[name].append(
+                    {
+                        "rps": round(r.rps, 1),
+                        "p50_ms": round(r.ms("50"), 2),
+                        "p99_ms": round(r.ms("99"), 2),
+                        "statuses": r.statuses,
+                    }
+                )
+                print(
+                    f"{name:10s} {r.rps:7.1f} req/s  p50 {r.ms('50'):.1f} ms  p99 {r.ms('99'):.1f} ms  {r.statuses}",
+                    flush=True,
+                )
     finally:
         world.stop()
         cluster.stop()
@@ -70,8 +80,13 @@ def main() -> None:
         "benchmark": "sidecar-store",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "load": {"endpoint": "POST /v1/record", "resident": TYPICAL, "connections": args.connections, "seconds": args.seconds,
-                 "gunicorn": world.gunicorn_args},
+        "load": {
+            "endpoint": "POST /v1/record",
+            "resident": TYPICAL,
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "gunicorn": world.gunicorn_args,
+        },
         "rounds": results,
         "median_rps": median,
         "ratio_postgresql_to_sqlite": round(median["postgresql"] / median["sqlite"], 3),

@@ -46,9 +46,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .procfs import children
 
@@ -68,14 +69,35 @@ FULL = {"nhs_number": "9990000018", "dob": "1938-04-12"}  # Margaret Thompson, e
 SMALL = {"nhs_number": "9990000026", "dob": "1945-11-02"}
 SECTIONS = {  # what each level may see (SPEC.md §2), for the random-sections views
     "senior_carer": [
-        "alerts", "allergies", "appointments", "care_plans", "diagnoses", "discharge_summaries", "family_history",
-        "issued_medications", "lab_results", "letters", "maternity", "medications", "procedures", "progress_notes",
-        "referrals", "social_care", "social_history", "visits_encounters", "vital_signs",
+        "alerts",
+        "allergies",
+        "appointments",
+        "care_plans",
+        "diagnoses",
+        "discharge_summaries",
+        "family_history",
+        "issued_medications",
+        "lab_results",
+        "letters",
+        "maternity",
+        "medications",
+        "procedures",
+        "progress_notes",
+        "referrals",
+        "social_care",
+        "social_history",
+        "visits_encounters",
+        "vital_signs",
     ],
 }
 SECTIONS["registered_manager"] = SECTIONS["senior_carer"] + [
-    "gp_records", "additional_gp_reports", "clinical_document_reports", "community_information",
-    "clinical_correspondence", "endoscopy", "mental_health",
+    "gp_records",
+    "additional_gp_reports",
+    "clinical_document_reports",
+    "community_information",
+    "clinical_correspondence",
+    "endoscopy",
+    "mental_health",
 ]
 
 
@@ -108,7 +130,9 @@ KINDS = (
 # -- the load generator: its own process ---------------------------------------------------------
 
 
-def generate(url: str, rate: float, seconds: float, key_file: str, kid: str, out: str, senders: int = 16, seed: int = 1) -> None:
+def generate(
+    url: str, rate: float, seconds: float, key_file: str, kid: str, out: str, senders: int = 16, seed: int = 1
+) -> None:
     """Send round(rate × seconds) requests, request i due at i / rate; write what happened to `out`."""
     import requests
     from cryptography.hazmat.primitives import serialization
@@ -158,7 +182,14 @@ def generate(url: str, rate: float, seconds: float, key_file: str, kid: str, out
                 if kind.random_sections:
                     body["sections"] = list(sections[i])
                 try:
-                    r = session.post(url + kind.path, json=body, headers={"Authorization": f"Bearer {token(kind.level, body.get('nhs_number'), staff_of(kind, i))}"}, timeout=30)
+                    r = session.post(
+                        url + kind.path,
+                        json=body,
+                        headers={
+                            "Authorization": f"Bearer {token(kind.level, body.get('nhs_number'), staff_of(kind, i))}"
+                        },
+                        timeout=30,
+                    )
                     status = r.status_code
                 except requests.RequestException:
                     status = 0
@@ -215,7 +246,7 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     vs = [v for _, v in points]
     mt, mv = statistics.fmean(ts), statistics.fmean(vs)
     var = sum((t - mt) ** 2 for t in ts)
-    return 60 * sum((t - mt) * (v - mv) for t, v in zip(ts, vs)) / var if var else 0.0
+    return 60 * sum((t - mt) * (v - mv) for t, v in zip(ts, vs, strict=False)) / var if var else 0.0
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -228,8 +259,17 @@ def percentile(values: list[float], p: float) -> float:
 # -- one soak run --------------------------------------------------------------------------------------
 
 
-def run(url: str, roots: Callable[[], dict[str, int]], *, seconds: float, rate: float, sample_every: float,
-        key_file: str, kid: str, work_dir: Path) -> dict[str, Any]:
+def run(
+    url: str,
+    roots: Callable[[], dict[str, int]],
+    *,
+    seconds: float,
+    rate: float,
+    sample_every: float,
+    key_file: str,
+    kid: str,
+    work_dir: Path,
+) -> dict[str, Any]:
     """Drive the load generator against `url` while sampling the processes under `roots()`."""
     out = work_dir / "soak-requests.json"
     ctx = multiprocessing.get_context("spawn")
@@ -245,7 +285,7 @@ def run(url: str, roots: Callable[[], dict[str, int]], *, seconds: float, rate: 
     while True:
         now = time.monotonic()
         current = processes_of(roots())
-        for name, pid in current.items():
+        for name in current:
             if name not in series:
                 series[name] = []  # a worker started during the run: gunicorn replaced one
         for name in series:
@@ -265,8 +305,16 @@ def run(url: str, roots: Callable[[], dict[str, int]], *, seconds: float, rate: 
     return report(series, seen, requests_, seconds=seconds, rate=rate, sample_every=sample_every, machine_load=load)
 
 
-def report(series: dict[str, list[tuple[float, int, int]]], initial: dict[str, int], requests_: list[list[Any]], *,
-           seconds: float, rate: float, sample_every: float, machine_load: dict[str, float]) -> dict[str, Any]:
+def report(
+    series: dict[str, list[tuple[float, int, int]]],
+    initial: dict[str, int],
+    requests_: list[list[Any]],
+    *,
+    seconds: float,
+    rate: float,
+    sample_every: float,
+    machine_load: dict[str, float],
+) -> dict[str, Any]:
     expected = {k.name: k.expect for k in KINDS}
     half = seconds / 2
     failures: list[str] = []
@@ -278,17 +326,28 @@ def report(series: dict[str, list[tuple[float, int, int]]], initial: dict[str, i
         rss_slope = slope_per_minute([(t, rss / 1024) for t, rss, _ in second])
         fd_slope = slope_per_minute([(t, fds) for t, _, fds in second])
         procs[name] = {
-            "rss_mib": {"start": round(samples[0][1] / 1024, 1), "end": round(samples[-1][1] / 1024, 1),
-                        "max": round(max(s[1] for s in samples) / 1024, 1),
-                        "second_half_slope_per_min": round(rss_slope, 3)},
-            "fds": {"start": samples[0][2], "end": samples[-1][2], "max": max(s[2] for s in samples),
-                    "second_half_slope_per_min": round(fd_slope, 3)},
+            "rss_mib": {
+                "start": round(samples[0][1] / 1024, 1),
+                "end": round(samples[-1][1] / 1024, 1),
+                "max": round(max(s[1] for s in samples) / 1024, 1),
+                "second_half_slope_per_min": round(rss_slope, 3),
+            },
+            "fds": {
+                "start": samples[0][2],
+                "end": samples[-1][2],
+                "max": max(s[2] for s in samples),
+                "second_half_slope_per_min": round(fd_slope, 3),
+            },
             "samples": [[t, round(rss / 1024, 1), fds] for t, rss, fds in samples],
         }
         if rss_slope > RSS_SLOPE_MIB_PER_MIN:
-            failures.append(f"{name}: RSS grows {rss_slope:.2f} MiB/min over the second half (bound {RSS_SLOPE_MIB_PER_MIN})")
+            failures.append(
+                f"{name}: RSS grows {rss_slope:.2f} MiB/min over the second half (bound {RSS_SLOPE_MIB_PER_MIN})"
+            )
         if fd_slope > FD_SLOPE_PER_MIN:
-            failures.append(f"{name}: open descriptors grow {fd_slope:.2f}/min over the second half (bound {FD_SLOPE_PER_MIN})")
+            failures.append(
+                f"{name}: open descriptors grow {fd_slope:.2f}/min over the second half (bound {FD_SLOPE_PER_MIN})"
+            )
         if name in initial and samples[-1][0] < seconds - 2 * sample_every:
             failures.append(f"{name}: exited during the run")
         if name not in initial:
@@ -306,16 +365,29 @@ def report(series: dict[str, list[tuple[float, int, int]]], initial: dict[str, i
     while t < seconds:
         window = [r for r in requests_ if t <= r[0] < t + sample_every]
         latencies = [r[1] for r in window]
-        intervals.append({"t": round(t, 1), "requests": len(window), "p50_ms": round(percentile(latencies, 50), 1),
-                          "p99_ms": round(percentile(latencies, 99), 1),
-                          "unexpected": sum(r[2] != expected[r[3]] for r in window)})
+        intervals.append(
+            {
+                "t": round(t, 1),
+                "requests": len(window),
+                "p50_ms": round(percentile(latencies, 50), 1),
+                "p99_ms": round(percentile(latencies, 99), 1),
+                "unexpected": sum(r[2] != expected[r[3]] for r in window),
+            }
+        )
         t += sample_every
     all_latencies = [r[1] for r in requests_]
-    halves = {name: [r[1] for r in requests_ if (r[0] >= half) == second] for name, second in (("first_half", False), ("second_half", True))}
+    halves = {
+        name: [r[1] for r in requests_ if (r[0] >= half) == second]
+        for name, second in (("first_half", False), ("second_half", True))
+    }
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_during_run": machine_load},
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_during_run": machine_load,
+        },
         "seconds": seconds,
         "rate_per_second": rate,
         "sample_every_seconds": sample_every,
@@ -324,13 +396,18 @@ def report(series: dict[str, list[tuple[float, int, int]]], initial: dict[str, i
         "statuses": statuses,
         "unexpected": unexpected,
         "latency_ms": {
-            "p50": round(percentile(all_latencies, 50), 1), "p99": round(percentile(all_latencies, 99), 1),
+            "p50": round(percentile(all_latencies, 50), 1),
+            "p99": round(percentile(all_latencies, 99), 1),
             "max": round(max(all_latencies, default=0.0), 1),
             **{f"{name}_p50": round(percentile(v, 50), 1) for name, v in halves.items()},
             **{f"{name}_p99": round(percentile(v, 99), 1) for name, v in halves.items()},
         },
-        "bounds": {"rss_slope_mib_per_min": RSS_SLOPE_MIB_PER_MIN, "fd_slope_per_min": FD_SLOPE_PER_MIN,
-                   "unexpected_fraction": UNEXPECTED_FRACTION, "over": "second half of the run"},
+        "bounds": {
+            "rss_slope_mib_per_min": RSS_SLOPE_MIB_PER_MIN,
+            "fd_slope_per_min": FD_SLOPE_PER_MIN,
+            "unexpected_fraction": UNEXPECTED_FRACTION,
+            "over": "second half of the run",
+        },
         "verdict": {"ok": not failures, "failures": failures},
         "processes": procs,
         "intervals": intervals,
@@ -359,14 +436,29 @@ def main(argv: list[str] | None = None) -> int:
             # rest of the run exercises (at the default 256 it would still be filling at the end).
             world.sidecar = world.start_sidecar("sidecar", {"LCR_SIDECAR_REDACT_CACHE_ENTRIES": str(CACHE_ENTRIES)})
             world.wait_sidecar_ready()
-            roots = {"sidecar": world.sidecar.process.proc.pid, "opa": world.opa.proc.pid,  # type: ignore[union-attr]
-                     "upstream": world.upstream.proc.pid, "bundle-server": world.bundle_server.proc.pid}  # type: ignore[union-attr]
+            roots = {
+                "sidecar": world.sidecar.process.proc.pid,
+                "opa": world.opa.proc.pid,  # type: ignore[union-attr]
+                "upstream": world.upstream.proc.pid,
+                "bundle-server": world.bundle_server.proc.pid,
+            }  # type: ignore[union-attr]
             print(f"soak: {args.seconds:g} s at {args.rate:g} requests/s against {world.sidecar.url}", flush=True)
-            result = run(world.sidecar.url, lambda: roots, seconds=args.seconds, rate=args.rate,
-                         sample_every=args.sample_every, key_file=str(DEV_PRIVATE_KEY), kid=DEV_KID, work_dir=Path(tmp))
-            result["stack"] = {"policy_revision": world.revision, "gunicorn": world.gunicorn_args,
-                               "redact_cache_entries": CACHE_ENTRIES,
-                               "audit_db_bytes": _audit_bytes(Path(tmp) / "sidecar-audit.db")}
+            result = run(
+                world.sidecar.url,
+                lambda: roots,
+                seconds=args.seconds,
+                rate=args.rate,
+                sample_every=args.sample_every,
+                key_file=str(DEV_PRIVATE_KEY),
+                kid=DEV_KID,
+                work_dir=Path(tmp),
+            )
+            result["stack"] = {
+                "policy_revision": world.revision,
+                "gunicorn": world.gunicorn_args,
+                "redact_cache_entries": CACHE_ENTRIES,
+                "audit_db_bytes": _audit_bytes(Path(tmp) / "sidecar-audit.db"),
+            }
         finally:
             world.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -381,12 +473,17 @@ def _audit_bytes(db: Path) -> int:
 
 
 def summary(result: dict[str, Any]) -> str:
-    lines = [f"{result['requests']} requests in {result['seconds']:g} s ({result['unexpected']} unexpected); "
-             f"latency p50 {result['latency_ms']['p50']} ms, p99 {result['latency_ms']['p99']} ms"]
+    lines = [
+        f"{result['requests']} requests in {result['seconds']:g} s ({result['unexpected']} unexpected); "
+        f"latency p50 {result['latency_ms']['p50']} ms, p99 {result['latency_ms']['p99']} ms"
+    ]
     for name, p in result["processes"].items():
-        lines.append(f"  {name:32} RSS {p['rss_mib']['start']:7.1f} → {p['rss_mib']['end']:7.1f} MiB "
-                     f"(slope {p['rss_mib']['second_half_slope_per_min']:+.2f}/min)   fds {p['fds']['start']:3} → {p['fds']['end']:3} "
-                     f"(slope {p['fds']['second_half_slope_per_min']:+.2f}/min)")
+        lines.append(
+            f"  {name:32} RSS {p['rss_mib']['start']:7.1f} → {p['rss_mib']['end']:7.1f} MiB "
+            f"(slope {p['rss_mib']['second_half_slope_per_min']:+.2f}/min)   fds {p['fds']['start']:3} → "
+            f"{p['fds']['end']:3} "
+            f"(slope {p['fds']['second_half_slope_per_min']:+.2f}/min)"
+        )
     verdict = result["verdict"]
     lines.append("verdict: " + ("ok" if verdict["ok"] else "FAILED: " + "; ".join(verdict["failures"])))
     return "\n".join(lines)

@@ -84,7 +84,7 @@ def build(
             manifest["revision"] = revision
             manifest["metadata"] = {
                 "git_commit": _git_commit(),
-                "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
             (stage / ".manifest").write_text(json.dumps(manifest))
             sign_and_archive(stage, revision, archived, opa, signing_key, key_id)
@@ -110,10 +110,18 @@ def sign_and_archive(
             [
                 # Built from inside the stage so file paths in the bundle are the same on
                 # every machine.
-                opa or opa_binary(), "build", "--bundle", ".",
-                "--revision", revision,
-                "--signing-key", str(signing_key), "--claims-file", str(claims),
-                "--output", str(partial),
+                opa or opa_binary(),
+                "build",
+                "--bundle",
+                ".",
+                "--revision",
+                revision,
+                "--signing-key",
+                str(signing_key),
+                "--claims-file",
+                str(claims),
+                "--output",
+                str(partial),
             ],
             check=True,
             cwd=stage,
@@ -134,13 +142,20 @@ def publish_bundle(bundle: Path, serve: Path, name: str = BUNDLE_NAME) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "var" / "bundles", help="output folder (serve/ and archive/)")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "var" / "bundles", help="output folder (serve/ and archive/)"
+    )
     parser.add_argument("--policies", type=Path, default=POLICIES, help="policy folder to build")
-    parser.add_argument("--signing-key", type=Path, help="PEM private key (default $LCR_BUNDLE_SIGNING_KEY or the DEV key)")
-    parser.add_argument("--key-id", help=f"key id OPA verifies with (default $LCR_BUNDLE_SIGNING_KEY_ID or {DEFAULT_KEY_ID})")
+    parser.add_argument(
+        "--signing-key", type=Path, help="PEM private key (default $LCR_BUNDLE_SIGNING_KEY or the DEV key)"
+    )
+    parser.add_argument(
+        "--key-id", help=f"key id OPA verifies with (default $LCR_BUNDLE_SIGNING_KEY_ID or {DEFAULT_KEY_ID})"
+    )
     parser.add_argument("--no-publish", action="store_true", help="archive only; do not replace serve/lcr.tar.gz")
     parser.add_argument(
-        "--publish-archived", metavar="REVISION",
+        "--publish-archived",
+        metavar="REVISION",
         help="roll back/forward: publish an archived revision as it was signed, build nothing",
     )
     args = parser.parse_args(argv)

@@ -65,7 +65,9 @@ def render(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "opa" / "config.yaml")
-    parser.add_argument("--verification-key", type=Path, help="PEM public key (default $LCR_BUNDLE_VERIFICATION_KEY or the DEV key)")
+    parser.add_argument(
+        "--verification-key", type=Path, help="PEM public key (default $LCR_BUNDLE_VERIFICATION_KEY or the DEV key)"
+    )
     parser.add_argument("--key-id", help="key id the bundles are signed with")
     parser.add_argument("--persistence-directory", help="where OPA keeps the last activated bundle")
     args = parser.parse_args(argv)

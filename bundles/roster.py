@@ -134,9 +134,15 @@ def build(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("roster", type=Path, help="the roster JSON the care app publishes")
-    parser.add_argument("--out", type=Path, default=ROOT / "var" / "bundles", help="output folder (serve/ and archive/)")
-    parser.add_argument("--signing-key", type=Path, help="PEM private key (default $LCR_BUNDLE_SIGNING_KEY or the DEV key)")
-    parser.add_argument("--key-id", help=f"key id OPA verifies with (default $LCR_BUNDLE_SIGNING_KEY_ID or {DEFAULT_KEY_ID})")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "var" / "bundles", help="output folder (serve/ and archive/)"
+    )
+    parser.add_argument(
+        "--signing-key", type=Path, help="PEM private key (default $LCR_BUNDLE_SIGNING_KEY or the DEV key)"
+    )
+    parser.add_argument(
+        "--key-id", help=f"key id OPA verifies with (default $LCR_BUNDLE_SIGNING_KEY_ID or {DEFAULT_KEY_ID})"
+    )
     parser.add_argument("--no-publish", action="store_true", help="archive only; do not replace serve/roster.tar.gz")
     args = parser.parse_args(argv)
     try:

@@ -22,9 +22,7 @@ def create_app(directory: str = "var/bundles/serve") -> Flask:
     @app.get("/<path:name>")
     def bundle(name: str) -> Response:
         # max_age=0: OPA must revalidate every poll (If-None-Match → 304 when unchanged).
-        response = send_from_directory(
-            root, name, mimetype="application/gzip", etag=True, conditional=True, max_age=0
-        )
+        response = send_from_directory(root, name, mimetype="application/gzip", etag=True, conditional=True, max_age=0)
         # The file *is* gzip; as a Content-Encoding, clients would unpack it on the way in.
         response.headers.pop("Content-Encoding", None)
         return response

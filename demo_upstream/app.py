@@ -147,10 +147,18 @@ def _decode_page_id(page_id: str) -> dict[str, Any]:
         query = json.loads(base64.urlsafe_b64decode(page_id + "=" * (-len(page_id) % 4)))
     except (ValueError, binascii.Error):
         query = None
-    valid = isinstance(query, dict) and len(query) == 1 and (
-        isinstance(query.get("everything"), str)
-        or (isinstance(query.get("search"), list)
-            and all(isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in query["search"]))
+    valid = (
+        isinstance(query, dict)
+        and len(query) == 1
+        and (
+            isinstance(query.get("everything"), str)
+            or (
+                isinstance(query.get("search"), list)
+                and all(
+                    isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in query["search"]
+                )
+            )
+        )
     )
     if not valid:
         raise SearchGone(f'Search ID "{page_id}" does not exist and may have expired')
@@ -176,7 +184,7 @@ def searchset(
     """One page of a searchset Bundle: `found[offset:offset + count]`, with HAPI's links."""
     base = request.url_root.rstrip("/") + PREFIX
     count = len(found) if count is None else count
-    page = found[offset:offset + count]
+    page = found[offset : offset + count]
     links = [{"relation": "self", "url": request.url}]
     if page_id is not None and count and offset + count < len(found):
         links.append({"relation": "next", "url": _page_url(base, page_id, offset + count, count)})
@@ -231,7 +239,10 @@ def capability_statement() -> dict[str, Any]:
                             for name in SEARCH_PARAMETERS
                         ],
                         "operation": [
-                            {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}
+                            {
+                                "name": "everything",
+                                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                            }
                         ],
                     }
                 ],
@@ -254,8 +265,10 @@ def _render_http_error(error: HTTPException) -> Response:
     # server does not implement: answer them in FHIR, as a 404 like an unknown endpoint.
     status = error.code or 500
     if status in (404, 405):
-        unknown = UnknownEndpoint(f"This server does not support {request.method} {request.path}; it serves "
-                                  "GET /fhir/metadata, /fhir/Patient?…, /fhir/Patient/<id> and /fhir/Patient/<id>/$everything")
+        unknown = UnknownEndpoint(
+            f"This server does not support {request.method} {request.path}; it serves "
+            "GET /fhir/metadata, /fhir/Patient?…, /fhir/Patient/<id> and /fhir/Patient/<id>/$everything"
+        )
         return _render_fhir_error(unknown)
     return fhir_response(operation_outcome("processing", error.description or error.name), status)
 

@@ -33,11 +33,32 @@ LOCAL = "https://example.org/lcr-demo/CodeSystem/local"
 
 #: docs/sections.md's precedence, most restrictive first; labels list sections in this order.
 PRECEDENCE = (
-    "mental_health", "endoscopy", "additional_gp_reports", "gp_records", "clinical_correspondence",
-    "clinical_document_reports", "community_information", "discharge_summaries", "maternity",
-    "social_care", "letters", "care_plans", "progress_notes", "referrals", "lab_results",
-    "vital_signs", "social_history", "diagnoses", "allergies", "family_history",
-    "issued_medications", "medications", "procedures", "alerts", "appointments", "visits_encounters",
+    "mental_health",
+    "endoscopy",
+    "additional_gp_reports",
+    "gp_records",
+    "clinical_correspondence",
+    "clinical_document_reports",
+    "community_information",
+    "discharge_summaries",
+    "maternity",
+    "social_care",
+    "letters",
+    "care_plans",
+    "progress_notes",
+    "referrals",
+    "lab_results",
+    "vital_signs",
+    "social_history",
+    "diagnoses",
+    "allergies",
+    "family_history",
+    "issued_medications",
+    "medications",
+    "procedures",
+    "alerts",
+    "appointments",
+    "visits_encounters",
 )
 
 #: Pseudo-section of a resource no level may see (an unmapped security label): withheld from everyone.
@@ -206,7 +227,7 @@ def valid_nhs_number(rng: random.Random) -> str:
     """A random NHS number in the synthetic 999 range with a valid Modulus 11 check digit."""
     while True:
         digits = [9, 9, 9, *(rng.randrange(10) for _ in range(6))]
-        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1))) % 11
+        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=False)) % 11
         if check == 11:
             check = 0
         if check != 10:  # a check digit of 10 is never issued
@@ -319,8 +340,12 @@ def _patient(patient_id: str, nhs_number: str, birth_date: str) -> dict[str, Any
 
 def _supporting(patient_id: str) -> list[dict[str, Any]]:
     def org(suffix: str, name: str, system: str, code: str, display: str) -> dict[str, Any]:
-        return {"resourceType": "Organization", "id": f"{patient_id}-{suffix}", "name": name,
-                "type": [{"coding": [_coding(system, code, display)]}]}
+        return {
+            "resourceType": "Organization",
+            "id": f"{patient_id}-{suffix}",
+            "name": name,
+            "type": [{"coding": [_coding(system, code, display)]}],
+        }
 
     return [
         org("org-gp", "Generated GP Practice", ORG_ROLE, "RO76", "GP PRACTICE"),

@@ -75,7 +75,9 @@ def _check_name(name: str) -> None:
             f"Valid search parameters for this search are: [{', '.join(SEARCH_PARAMETERS)}]"
         )
     if modifier:
-        raise InvalidRequest(f'Search modifier ":{modifier}" on "{base}" is not supported by this server; search without it')
+        raise InvalidRequest(
+            f'Search modifier ":{modifier}" on "{base}" is not supported by this server; search without it'
+        )
 
 
 def _id_lookup(store: Store, value: str) -> list[str]:
@@ -97,10 +99,14 @@ def _parse_search_date(raw: str) -> tuple[str, Range]:
     assert match is not None  # the pattern matches any string
     prefix, text = match.group(1) or "eq", match.group(2)
     if prefix not in _COMPARE:
-        raise InvalidRequest(f'Date prefix "{prefix}" is not supported by this server; use one of {", ".join(_COMPARE)}')
+        raise InvalidRequest(
+            f'Date prefix "{prefix}" is not supported by this server; use one of {", ".join(_COMPARE)}'
+        )
     date_range = date_range_of(text)
     if date_range is None:
-        raise InvalidRequest(f'Invalid date/time format: "{raw}" (expected YYYY, YYYY-MM or YYYY-MM-DD with an optional prefix)')
+        raise InvalidRequest(
+            f'Invalid date/time format: "{raw}" (expected YYYY, YYYY-MM or YYYY-MM-DD with an optional prefix)'
+        )
     return prefix, date_range
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from .errors import DataError
 
-
 Key = tuple[str, str]  # (resourceType, id)
 
 # A literal reference "Type/id", relative or at the end of an absolute URL. Contained ("#x"),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -44,7 +45,9 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
             app.config["OPA_TIMEOUT_SECONDS"],
         ),
         shadow=(
-            PolicyClient(app.config["SHADOW_OPA_URL"], app.config["SHADOW_TIMEOUT_SECONDS"], breaker=_breaker(app.config))
+            PolicyClient(
+                app.config["SHADOW_OPA_URL"], app.config["SHADOW_TIMEOUT_SECONDS"], breaker=_breaker(app.config)
+            )
             if app.config["SHADOW_OPA_URL"]
             else None
         ),
@@ -105,7 +108,11 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
 # `http:other` in /metrics and the row's action, so a client cannot mint labels (an
 # NHS-number-shaped method used to become one). The raw method is kept only in the row.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-_ENDPOINT_ACTIONS = {"record.record": "record.read", "record.menu": "menu.read", "audit_trail.audit_trail": "audit.read"}
+_ENDPOINT_ACTIONS = {
+    "record.record": "record.read",
+    "record.menu": "menu.read",
+    "audit_trail.audit_trail": "audit.read",
+}
 RAW_METHOD_MAX = 32
 
 
@@ -228,7 +235,7 @@ class _FramedInput:
     def readlines(self, hint: int | None = None) -> list[bytes]:
         return list(iter(self.readline, b""))
 
-    def __iter__(self) -> "_FramedInput":
+    def __iter__(self) -> _FramedInput:
         return self
 
     def __next__(self) -> bytes:

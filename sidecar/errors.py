@@ -52,8 +52,7 @@ class InvalidRequest(LcrError):
     issue_type = "invalid"
     outcome = "invalid-request"
     message = (
-        "Send a JSON object body: {\"nhs_number\": \"943 476 5919\", "
-        "\"dob\": \"1938-04-12\", \"sections\": [optional list]}."
+        'Send a JSON object body: {"nhs_number": "943 476 5919", "dob": "1938-04-12", "sections": [optional list]}.'
     )
 
 
@@ -100,7 +99,7 @@ class DobTooOld(InvalidRequest):
 
 class SectionsInvalid(InvalidRequest):
     code = "sections-invalid"
-    message = "'sections' must be a list of section names, e.g. [\"allergies\", \"alerts\"]."
+    message = '\'sections\' must be a list of section names, e.g. ["allergies", "alerts"].'
 
 
 class QueryInvalid(InvalidRequest):

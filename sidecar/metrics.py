@@ -20,14 +20,18 @@ from prometheus_client import (
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-REQUESTS = Counter("lcr_requests", "Requests answered, by action, outcome and error code.", ["action", "outcome", "code"])
+REQUESTS = Counter(
+    "lcr_requests", "Requests answered, by action, outcome and error code.", ["action", "outcome", "code"]
+)
 DENY_REASONS = Counter("lcr_deny_reasons", "Deny reasons given by the policy.", ["reason"])
 REQUEST_SECONDS = Histogram("lcr_request_seconds", "Whole request, arrival to response.", ["action"], buckets=_BUCKETS)
 OPA_SECONDS = Histogram("lcr_opa_seconds", "OPA round trip, by query.", ["query"], buckets=_BUCKETS)
 UPSTREAM_SECONDS = Histogram("lcr_upstream_seconds", "LCR FHIR API round trip, by call.", ["call"], buckets=_BUCKETS)
 AUDIT_SECONDS = Histogram("lcr_audit_write_seconds", "Committing one audit row.", buckets=_BUCKETS)
 POLICY_REVISION = Gauge(
-    "lcr_policy_revision_info", "The policy bundle revision of the latest decision (value 1).", ["revision"],
+    "lcr_policy_revision_info",
+    "The policy bundle revision of the latest decision (value 1).",
+    ["revision"],
     multiprocess_mode="liveall",
 )
 OPA_REFUSED_FAST = Counter(

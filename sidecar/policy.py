@@ -126,7 +126,12 @@ class PolicyClient:
         raise AssertionError("unreachable")
 
     def _query(
-        self, package: str, rule: str, input_data: dict[str, Any], timeout: float | None = None, trips_breaker: bool = True
+        self,
+        package: str,
+        rule: str,
+        input_data: dict[str, Any],
+        timeout: float | None = None,
+        trips_breaker: bool = True,
     ) -> tuple[Any, str]:
         path = f"/v1/data/{package.replace('.', '/')}/{rule}?provenance=true"
         body = fastjson.dumps({"input": input_data})
@@ -167,7 +172,9 @@ class PolicyClient:
         ):
             raise errors.PolicyUnavailable("The access policy gave an answer of the wrong shape; no record is shown.")
         scope = result.get("audit_scope")
-        return Decision(allow, sections, permitted, reasons, scope if isinstance(scope, str) else None, revision, result)
+        return Decision(
+            allow, sections, permitted, reasons, scope if isinstance(scope, str) else None, revision, result
+        )
 
     def classify(
         self,
@@ -196,7 +203,9 @@ class PolicyClient:
         cached = self._cache.get(key) if key is not None else None
         if cached is not None:
             return cached
-        result, revision = self._query(REDACT_PACKAGE, REDACT_RULE, input_data, self._redact_timeout, trips_breaker=False)
+        result, revision = self._query(
+            REDACT_PACKAGE, REDACT_RULE, input_data, self._redact_timeout, trips_breaker=False
+        )
         if revision != decision.revision:
             key = None  # the bundle changed between the two questions: cache under neither
         sections = result.get("sections") if isinstance(result, dict) else None
@@ -212,7 +221,9 @@ class PolicyClient:
             or not all(isinstance(k, bool) for k in keep)
             or not all(_edit_shaped(e) for e in edits)
         ):
-            raise errors.PolicyUnavailable("The redaction policy gave an answer of the wrong shape; no record is shown.")
+            raise errors.PolicyUnavailable(
+                "The redaction policy gave an answer of the wrong shape; no record is shown."
+            )
         classification = Classification(sections, keep, edits)
         if key is not None:
             self._cache.put(key, classification)

@@ -68,7 +68,7 @@ class Verdict:
 # Every live probe, to restart its refresher in a forked child (gunicorn --preload, or any fork
 # after the app was made): threads do not survive fork(), and the child must not share the
 # parent's pooled connections to OPA.
-_PROBES: "weakref.WeakSet[ReadinessProbe]" = weakref.WeakSet()
+_PROBES: weakref.WeakSet[ReadinessProbe] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -81,7 +81,9 @@ if hasattr(os, "register_at_fork"):
 
 
 class ReadinessProbe:
-    def __init__(self, opa_url: str, audit_db: Any, max_bundle_age_seconds: float, interval_seconds: float, timeout: float) -> None:
+    def __init__(
+        self, opa_url: str, audit_db: Any, max_bundle_age_seconds: float, interval_seconds: float, timeout: float
+    ) -> None:
         """`audit_db`: the audit store (anything with `writable() -> {"ok", "detail"}`: the
         SQLite or the PostgreSQL store), or the path of a SQLite file."""
         self._opa_url = opa_url
@@ -192,7 +194,9 @@ class ReadinessProbe:
                 verdict = self.check()
             except Exception:  # the refresher must outlive any surprise; fail closed meanwhile
                 log.exception("readiness check failed")
-                verdict = Verdict(False, {"readiness": {"ok": False, "detail": "readiness check failed"}}, errors.PolicyUnavailable)
+                verdict = Verdict(
+                    False, {"readiness": {"ok": False, "detail": "readiness check failed"}}, errors.PolicyUnavailable
+                )
                 self._publish(verdict, started)
             wait = self.interval_seconds
             if verdict.ready and verdict.fresh_until is not None:
@@ -279,7 +283,13 @@ class ReadinessProbe:
         age = time.time() - oldest
         ok = age <= limit
         detail = f"bundle server last reached {age:.1f}s ago for every bundle (limit {limit:g}s)"
-        return {"ok": ok, "detail": detail, "age_seconds": round(age, 1), "revision": revision, "fresh_until": oldest + limit}
+        return {
+            "ok": ok,
+            "detail": detail,
+            "age_seconds": round(age, 1),
+            "revision": revision,
+            "fresh_until": oldest + limit,
+        }
 
     def _audit_writable(self) -> dict[str, Any]:
         writable = getattr(self.audit_db, "writable", None)

@@ -58,7 +58,7 @@ def apply(
     kept_urls: list[str | None] = []
     counts: Counter[str] = Counter()
     for resource, url, section, keep, edit in zip(
-        resources, urls, classification.sections, classification.keep, classification.edits
+        resources, urls, classification.sections, classification.keep, classification.edits, strict=False
     ):
         if not keep:
             continue
@@ -75,7 +75,9 @@ def _edit(resource: dict[str, Any], edit: dict[str, Any]) -> None:
     for path in edit.get("mask", []):
         parent, key = _locate(resource, path)
         if parent is None:
-            raise errors.PolicyUnavailable("The redaction policy masked an element the record does not have; no record is shown.")
+            raise errors.PolicyUnavailable(
+                "The redaction policy masked an element the record does not have; no record is shown."
+            )
         parent[key] = copy.deepcopy(MASKED_REFERENCE)
     # Deepest and highest-indexed first, so that removing one element never shifts the
     # path of another still to be removed.
@@ -139,6 +141,6 @@ def record_bundle(redacted: Redacted, base_url: str) -> dict[str, Any]:
                 "resource": r,
                 "search": {"mode": "match"},
             }
-            for r, url in zip(redacted.resources, redacted.full_urls)
+            for r, url in zip(redacted.resources, redacted.full_urls, strict=False)
         ],
     }

@@ -69,6 +69,8 @@ def _str_list(value: Any) -> list[str]:
 
 INT = Type("an integer", _int, lambda text: _int(json.loads(text)))
 FLOAT = Type("a number", _float, lambda text: _float(json.loads(text)))
+
+
 def _text(text: str) -> str:
     """An environment variable's text as it is (a JSON string such as `"x"` as its value)."""
     if text.startswith('"'):
@@ -81,7 +83,9 @@ def _text(text: str) -> str:
 
 
 STR = Type("a string", _str, _text)
-OPTIONAL_STR = Type("a string or nothing", _optional_str, lambda text: None if text == "null" else _optional_str(_text(text)))
+OPTIONAL_STR = Type(
+    "a string or nothing", _optional_str, lambda text: None if text == "null" else _optional_str(_text(text))
+)
 STR_LIST = Type("a JSON list of strings", _str_list, lambda text: _str_list(json.loads(text)))
 
 
@@ -96,11 +100,34 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("OPA_URL", STR, "http://127.0.0.1:8181", "Base URL of the OPA server's REST API."),
     Setting("OPA_TIMEOUT_SECONDS", FLOAT, 0.5, "Give up on OPA after this long and fail closed (503)."),
-    Setting("OPA_REDACT_TIMEOUT_SECONDS", FLOAT, 5.0, "Give up on OPA's redaction of a fetched record after this long (503); a big record takes longer than a decision."),
-    Setting("REDACT_CACHE_ENTRIES", INT, 256, "Redaction answers kept per process, keyed by policy revision and the whole question (0 = off)."),
-    Setting("SHADOW_OPA_URL", STR, "", "OPA serving a candidate bundle to evaluate on live traffic without enforcing it; empty = off."),
-    Setting("SHADOW_TIMEOUT_SECONDS", FLOAT, 0.2, "Give up on the shadow OPA after this long (the request is unaffected)."),
-    Setting("BUNDLE_MAX_AGE_SECONDS", FLOAT, 600, "Not ready (503 policy-stale) when OPA has not reached the bundle server for this long."),
+    Setting(
+        "OPA_REDACT_TIMEOUT_SECONDS",
+        FLOAT,
+        5.0,
+        "Give up on OPA's redaction of a fetched record after this long (503); a big record takes longer than a "
+        "decision.",
+    ),
+    Setting(
+        "REDACT_CACHE_ENTRIES",
+        INT,
+        256,
+        "Redaction answers kept per process, keyed by policy revision and the whole question (0 = off).",
+    ),
+    Setting(
+        "SHADOW_OPA_URL",
+        STR,
+        "",
+        "OPA serving a candidate bundle to evaluate on live traffic without enforcing it; empty = off.",
+    ),
+    Setting(
+        "SHADOW_TIMEOUT_SECONDS", FLOAT, 0.2, "Give up on the shadow OPA after this long (the request is unaffected)."
+    ),
+    Setting(
+        "BUNDLE_MAX_AGE_SECONDS",
+        FLOAT,
+        600,
+        "Not ready (503 policy-stale) when OPA has not reached the bundle server for this long.",
+    ),
     Setting("READINESS_INTERVAL_SECONDS", FLOAT, 1.0, "How often each process re-checks readiness in the background."),
     Setting(
         "READINESS_RECHECK_WAIT_SECONDS",
@@ -108,35 +135,93 @@ SETTINGS: tuple[Setting, ...] = (
         0.025,
         "While not ready, a request waits at most this long for a fresh readiness check before its 503.",
     ),
-    Setting("OPA_BREAKER_FAILURES", INT, 1, "OPA failures to answer in a row (timeout, refused) that open the circuit: questions are then refused at once (503)."),
-    Setting("OPA_BREAKER_COOL_OFF_SECONDS", FLOAT, 1.0, "How long the circuit stays open before one request may try OPA again."),
+    Setting(
+        "OPA_BREAKER_FAILURES",
+        INT,
+        1,
+        "OPA failures to answer in a row (timeout, refused) that open the circuit: questions are then refused at "
+        "once (503).",
+    ),
+    Setting(
+        "OPA_BREAKER_COOL_OFF_SECONDS",
+        FLOAT,
+        1.0,
+        "How long the circuit stays open before one request may try OPA again.",
+    ),
     Setting("UPSTREAM_URL", STR, "http://127.0.0.1:8090/fhir", "Base URL of the LCR FHIR R4 API."),
-    Setting("UPSTREAM_TIMEOUT_SECONDS", FLOAT, 5.0, "Give up when one connect to, or one read from, the LCR FHIR API waits this long (504)."),
-    Setting("UPSTREAM_MAX_BYTES", INT, 50_000_000, "Refuse a search or a record whose pages together are larger than this (502)."),
-    Setting("UPSTREAM_MAX_PAGES", INT, 200, "Refuse a search or record the LCR FHIR API pages into more than this many pages (502); UPSTREAM_MAX_BYTES bounds all of a record's pages together."),
-    Setting("UPSTREAM_DEADLINE_SECONDS", FLOAT, 20.0, "Give up on a whole fetch — the search and every page of the record — after this long (504); UPSTREAM_TIMEOUT_SECONDS still bounds each connect and read."),
-    Setting("AUDIT_DB", STR, str(ROOT / "var" / "audit.db"), "SQLite file of the audit store (when AUDIT_STORE_URL is unset); the DEV-ONLY checkpoint key is kept beside it."),
+    Setting(
+        "UPSTREAM_TIMEOUT_SECONDS",
+        FLOAT,
+        5.0,
+        "Give up when one connect to, or one read from, the LCR FHIR API waits this long (504).",
+    ),
+    Setting(
+        "UPSTREAM_MAX_BYTES",
+        INT,
+        50_000_000,
+        "Refuse a search or a record whose pages together are larger than this (502).",
+    ),
+    Setting(
+        "UPSTREAM_MAX_PAGES",
+        INT,
+        200,
+        "Refuse a search or record the LCR FHIR API pages into more than this many pages (502); UPSTREAM_MAX_BYTES "
+        "bounds all of a record's pages together.",
+    ),
+    Setting(
+        "UPSTREAM_DEADLINE_SECONDS",
+        FLOAT,
+        20.0,
+        "Give up on a whole fetch — the search and every page of the record — after this long (504); "
+        "UPSTREAM_TIMEOUT_SECONDS still bounds each connect and read.",
+    ),
+    Setting(
+        "AUDIT_DB",
+        STR,
+        str(ROOT / "var" / "audit.db"),
+        "SQLite file of the audit store (when AUDIT_STORE_URL is unset); the DEV-ONLY checkpoint key is kept beside "
+        "it.",
+    ),
     Setting(
         "AUDIT_STORE_URL",
         OPTIONAL_STR,
         None,
-        "Where the audit log is: `sqlite:///PATH` (one host) or `postgresql://USER@HOST:PORT/DB` (a fleet of replicas, one log); unset: the SQLite file AUDIT_DB.",
+        "Where the audit log is: `sqlite:///PATH` (one host) or `postgresql://USER@HOST:PORT/DB` (a fleet of "
+        "replicas, one log); unset: the SQLite file AUDIT_DB.",
     ),
-    Setting("AUDIT_POOL_SIZE", INT, 4, "PostgreSQL only: connections each worker keeps for reading the audit log (the Audit Trail endpoint); the writer has one more of its own."),
+    Setting(
+        "AUDIT_POOL_SIZE",
+        INT,
+        4,
+        "PostgreSQL only: connections each worker keeps for reading the audit log (the Audit Trail endpoint); the "
+        "writer has one more of its own.",
+    ),
     Setting(
         "AUDIT_CHECKPOINT_KEY_FILE",
         OPTIONAL_STR,
         None,
         "Ed25519 private key (PEM) that signs audit checkpoints; unset: a DEV-ONLY key is generated beside AUDIT_DB.",
     ),
-    Setting("AUDIT_CHECKPOINT_EVERY", INT, 1000, "Sign the audit chain head every this many rows (0: only with `lcr-audit checkpoint`)."),
+    Setting(
+        "AUDIT_CHECKPOINT_EVERY",
+        INT,
+        1000,
+        "Sign the audit chain head every this many rows (0: only with `lcr-audit checkpoint`).",
+    ),
     Setting(
         "HISTORY_WINDOW_SECONDS",
         INT,
         3600,
-        "The caller's recent answers from the audit store (input.history) cover this long; the policy's identifier-probing cool-off reads them.",
+        "The caller's recent answers from the audit store (input.history) cover this long; the policy's "
+        "identifier-probing cool-off reads them.",
     ),
-    Setting("AUDIT_BUSY_TIMEOUT_MS", INT, 2000, "Wait this long for a locked, unreachable or slow audit store (a connection, the chain's lock, a statement) before failing closed."),
+    Setting(
+        "AUDIT_BUSY_TIMEOUT_MS",
+        INT,
+        2000,
+        "Wait this long for a locked, unreachable or slow audit store (a connection, the chain's lock, a statement) "
+        "before failing closed.",
+    ),
     Setting("TOKEN_ISSUER", STR, "https://care-app.dev.lcr.example", "Expected `iss` of care-app tokens."),
     Setting("TOKEN_AUDIENCE", STR, "lcr-sidecar", "Expected `aud` of care-app tokens."),
     Setting(

@@ -137,9 +137,7 @@ def history(access: Access) -> dict[str, Any]:
     try:
         counts = services().audit.recent_activity(str(access.event.subject_id), since)
     except (sqlite3.Error, AuditWriteError) as exc:  # AuditWriteError: PostgreSQL did not answer
-        log.error(
-            "audit history unreadable: %s", type(exc).__name__, extra={"decision_id": access.event.decision_id}
-        )
+        log.error("audit history unreadable: %s", type(exc).__name__, extra={"decision_id": access.event.decision_id})
         raise errors.AuditUnavailable() from None
     return {"window_seconds": window, "since": since, **counts}
 

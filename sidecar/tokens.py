@@ -48,7 +48,15 @@ MAX_CLAIM_CHARS = 256
 #: claims the decision and the audit row depend on: each must be present and a non-empty,
 #: not only-whitespace string of at most MAX_CLAIM_CHARS (`aud`: such a string, or a list
 #: of them that includes the configured audience); anything else is 401 token-invalid
-REQUIRED_TEXT_CLAIMS = ("iss", "aud", "sub", "name", "requesting_organization", "reason_for_request", "lcr_access_level")
+REQUIRED_TEXT_CLAIMS = (
+    "iss",
+    "aud",
+    "sub",
+    "name",
+    "requesting_organization",
+    "reason_for_request",
+    "lcr_access_level",
+)
 #: claims that, when present, must be such strings too (`lcr_audit_role` is read by the
 #: Audit Trail policy, `jti` is stored in the row's input)
 OPTIONAL_TEXT_CLAIMS = ("jti", "lcr_audit_role")
@@ -70,7 +78,7 @@ class TokenVerifier:
     verified: Lru[str, tuple[dict[str, Any], float]] = field(default_factory=lambda: Lru(1024))
 
     @classmethod
-    def from_settings(cls, config: dict[str, Any]) -> "TokenVerifier":
+    def from_settings(cls, config: dict[str, Any]) -> TokenVerifier:
         with open(config["TOKEN_JWKS_FILE"], encoding="utf-8") as fh:
             jwks = jwt.PyJWKSet.from_dict(json.load(fh))
         keys = {key.key_id: key for key in jwks.keys if key.key_id}
@@ -181,7 +189,8 @@ def _check_claims(claims: dict[str, Any]) -> None:
     for name, value in claims.items():
         if not _plain_json(value, MAX_CLAIM_DEPTH):
             raise errors.Unauthenticated(
-                f"The token's '{name}' claim is not plain JSON (NaN or Infinity, or nested deeper than {MAX_CLAIM_DEPTH})."
+                f"The token's '{name}' claim is not plain JSON (NaN or Infinity, or nested deeper than "
+                f"{MAX_CLAIM_DEPTH})."
             )
 
 

@@ -30,8 +30,9 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -139,7 +140,9 @@ class FhirUpstream:
         502. Other Patients (linked records) are left to the redaction policy.
         """
         url = f"{self.base_url}/Patient/{urllib.parse.quote(patient_id, safe='')}/$everything"
-        entries, pages = self._all_pages("everything", url, deadline or self.start_deadline(), not_found_is_no_record=True)
+        entries, pages = self._all_pages(
+            "everything", url, deadline or self.start_deadline(), not_found_is_no_record=True
+        )
         resources = [resource for resource, _ in entries]
         if not all(isinstance(r.get("resourceType"), str) for r in resources):
             raise errors.UpstreamInvalid()
@@ -215,9 +218,10 @@ class FhirUpstream:
         wait = min(self.timeout, remaining)
         _current.deadline = deadline
         try:
-            with metrics.UPSTREAM_SECONDS.labels(call).time(), self._session.get(
-                url, timeout=(wait, wait), stream=True, allow_redirects=False
-            ) as response:
+            with (
+                metrics.UPSTREAM_SECONDS.labels(call).time(),
+                self._session.get(url, timeout=(wait, wait), stream=True, allow_redirects=False) as response,
+            ):
                 if response.status_code == 404 and not_found_is_no_record:
                     raise errors.NoMatchingRecord()
                 if response.status_code != 200:
@@ -243,7 +247,9 @@ def _read_capped(response: requests.Response, max_bytes: int) -> bytes:
     for chunk in response.iter_content(chunk_size=65536):
         size += len(chunk)
         if size > max_bytes:
-            raise errors.UpstreamInvalid("The London Care Record service sent a record larger than the sidecar accepts.")
+            raise errors.UpstreamInvalid(
+                "The London Care Record service sent a record larger than the sidecar accepts."
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -38,9 +38,13 @@ def bindir() -> Path:
     if env:
         return Path(env)
     try:
-        out = subprocess.run([str(ROOT / "scripts" / "pg.sh"), "bindir"], check=True, capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [str(ROOT / "scripts" / "pg.sh"), "bindir"], check=True, capture_output=True, text=True, timeout=600
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        raise PgClusterError(f"no PostgreSQL server binaries: scripts/pg.sh failed ({exc}); install Debian's postgresql package") from None
+        raise PgClusterError(
+            f"no PostgreSQL server binaries: scripts/pg.sh failed ({exc}); install Debian's postgresql package"
+        ) from None
     return Path(out.stdout.strip())
 
 
@@ -82,7 +86,17 @@ class PgCluster:
         port = _free_port()
         cluster = cls(bins, datadir, port, user)
         cluster._run(
-            [str(bins / "initdb"), "-D", str(datadir), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"],
+            [
+                str(bins / "initdb"),
+                "-D",
+                str(datadir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
             timeout=timeout,
         )
         conf = {
@@ -97,7 +111,20 @@ class PgCluster:
         }
         with open(datadir / "postgresql.conf", "a") as fh:
             fh.write("\n# lcr test cluster\n" + "".join(f"{k} = {v}\n" for k, v in conf.items()))
-        cluster._run([str(bins / "pg_ctl"), "-D", str(datadir), "-l", str(base / "server.log"), "-w", "-t", str(int(timeout)), "start"], timeout=timeout + 10)
+        cluster._run(
+            [
+                str(bins / "pg_ctl"),
+                "-D",
+                str(datadir),
+                "-l",
+                str(base / "server.log"),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
+            timeout=timeout + 10,
+        )
         return cluster
 
     def _run(self, cmd: list[str], timeout: float) -> None:
@@ -130,7 +157,9 @@ class PgCluster:
 
     def stop(self) -> None:
         try:
-            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop"], timeout=60)
+            self._run(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop"], timeout=60
+            )
         except PgClusterError:
             pass  # already stopped
         shutil.rmtree(self.datadir.parent, ignore_errors=True)

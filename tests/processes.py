@@ -70,7 +70,15 @@ class Process:
         self.proc.wait()
 
 
-def start(name: str, cmd: list[str], url: str, ready_path: str, log: Path, env: dict[str, str] | None = None, timeout: float = 20.0) -> Process:
+def start(
+    name: str,
+    cmd: list[str],
+    url: str,
+    ready_path: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 20.0,
+) -> Process:
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=ROOT)
     process = Process(name, proc, url, log)
@@ -92,9 +100,17 @@ def start_bundle_server(directory: Path, log_dir: Path) -> Process:
     port = free_port()
     return start(
         "bundle-server",
-        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         f"bundles.serve:create_app({str(directory)!r})"],
-        f"http://127.0.0.1:{port}", "/healthz", log_dir / f"bundle-server-{port}.log",
+        [
+            str(VENV_BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            f"bundles.serve:create_app({str(directory)!r})",
+        ],
+        f"http://127.0.0.1:{port}",
+        "/healthz",
+        log_dir / f"bundle-server-{port}.log",
     )
 
 
@@ -139,11 +155,14 @@ class ContainerProcess:
         self.container.get_wrapped_container().kill()
 
 
-def _start_opa_container(port: int, config: Path, persist_dir: Path, bundle_server_url: str, log: Path) -> ContainerProcess:
+def _start_opa_container(
+    port: int, config: Path, persist_dir: Path, bundle_server_url: str, log: Path
+) -> ContainerProcess:
     from testcontainers.core.container import DockerContainer
 
     versions = dict(
-        line.split("=", 1) for line in (ROOT / "tools" / "versions.env").read_text().splitlines()
+        line.split("=", 1)
+        for line in (ROOT / "tools" / "versions.env").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
     persist_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +172,9 @@ def _start_opa_container(port: int, config: Path, persist_dir: Path, bundle_serv
         .with_env("BUNDLE_SERVER_URL", bundle_server_url)
         .with_volume_mapping(str(config), "/config.yaml", "ro")
         .with_volume_mapping(str(persist_dir), "/persist", "rw")
-        .with_command(f"run --server --addr 127.0.0.1:{port} --config-file /config.yaml --set persistence_directory=/persist")
+        .with_command(
+            f"run --server --addr 127.0.0.1:{port} --config-file /config.yaml --set persistence_directory=/persist"
+        )
     )
     container.start()
     handle = ContainerProcess("opa", container, f"http://127.0.0.1:{port}", log)
@@ -169,8 +190,13 @@ def _start_opa_container(port: int, config: Path, persist_dir: Path, bundle_serv
     raise RuntimeError("opa container not ready within 30s")
 
 
-def start_opa(bundle_server_url: str, log_dir: Path, port: int | None = None, persist_dir: Path | None = None,
-              ready_path: str = "/health?bundles=true") -> Process | ContainerProcess:
+def start_opa(
+    bundle_server_url: str,
+    log_dir: Path,
+    port: int | None = None,
+    persist_dir: Path | None = None,
+    ready_path: str = "/health?bundles=true",
+) -> Process | ContainerProcess:
     """A real OPA polling the bundle server and verifying signatures with the dev key: the
     pinned image through testcontainers where a Docker engine answers, else the local binary."""
     port = port or free_port()
@@ -181,9 +207,20 @@ def start_opa(bundle_server_url: str, log_dir: Path, port: int | None = None, pe
         return _start_opa_container(port, config, persist_dir, bundle_server_url, log_dir / f"opa-{port}.log")
     return start(
         "opa",
-        [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--config-file", str(config),
-         "--log-level", "info"],
-        f"http://127.0.0.1:{port}", ready_path, log_dir / f"opa-{port}.log",
+        [
+            opa_binary(),
+            "run",
+            "--server",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--config-file",
+            str(config),
+            "--log-level",
+            "info",
+        ],
+        f"http://127.0.0.1:{port}",
+        ready_path,
+        log_dir / f"opa-{port}.log",
         env={"BUNDLE_SERVER_URL": bundle_server_url},
     )
 
@@ -195,7 +232,10 @@ def start_upstream(log_dir: Path, data_dir: Path | None = None, port: int | None
     return start(
         "demo-upstream",
         [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1", "demo_upstream.app:create_app()"],
-        f"http://127.0.0.1:{port}", "/fhir/metadata", log_dir / f"upstream-{port}.log", env=env,
+        f"http://127.0.0.1:{port}",
+        "/fhir/metadata",
+        log_dir / f"upstream-{port}.log",
+        env=env,
     )
 
 
@@ -204,14 +244,26 @@ def start_sidecar(log_dir: Path, env: dict[str, str], workers: int = 2) -> Proce
     port = free_port()
     return start(
         "sidecar",
-        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--config", "python:sidecar.gunicorn_conf", "sidecar:create_app()"],
-        f"http://127.0.0.1:{port}", "/healthz", log_dir / f"sidecar-{port}.log", env=env,
+        [
+            str(VENV_BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--config",
+            "python:sidecar.gunicorn_conf",
+            "sidecar:create_app()",
+        ],
+        f"http://127.0.0.1:{port}",
+        "/healthz",
+        log_dir / f"sidecar-{port}.log",
+        env=env,
     )
 
 
-def sidecar_env(opa_url: str, upstream_url: str, audit_db: Path | str, jwks_file: Path | str | None = None,
-                **settings: Any) -> dict[str, str]:
+def sidecar_env(
+    opa_url: str, upstream_url: str, audit_db: Path | str, jwks_file: Path | str | None = None, **settings: Any
+) -> dict[str, str]:
     """The environment of a served sidecar: `LCR_SIDECAR_<NAME>` for OPA, the FHIR base of the
     upstream at `upstream_url` (a demo upstream's root: its API is under /fhir), the audit file,
     the test JWKS, and any other setting by name (non-strings JSON-encoded, as settings.py
@@ -224,7 +276,9 @@ def sidecar_env(opa_url: str, upstream_url: str, audit_db: Path | str, jwks_file
     if jwks_file is not None:
         env["LCR_SIDECAR_TOKEN_JWKS_FILE"] = str(jwks_file)
     for name, value in settings.items():
-        env["LCR_SIDECAR_" + name] = value if isinstance(value, str) else str(value) if isinstance(value, Path) else json.dumps(value)
+        env["LCR_SIDECAR_" + name] = (
+            value if isinstance(value, str) else str(value) if isinstance(value, Path) else json.dumps(value)
+        )
     return env
 
 
@@ -255,7 +309,9 @@ def hapi_jar() -> str:
     return built.stdout.strip()
 
 
-def start_hapi(log_dir: Path, port: int | None = None, timeout: float = HAPI_START_TIMEOUT) -> Process | ContainerProcess:
+def start_hapi(
+    log_dir: Path, port: int | None = None, timeout: float = HAPI_START_TIMEOUT
+) -> Process | ContainerProcess:
     """A HAPI FHIR JPA server (R4, in-memory H2, empty) with its FHIR base at `<url>/fhir`:
     the `hapiproject/hapi` image through testcontainers where a Docker engine answers, else the
     jar that scripts/hapi.sh builds, run with the local `java`. Ready when /fhir/metadata answers."""
@@ -270,8 +326,12 @@ def start_hapi(log_dir: Path, port: int | None = None, timeout: float = HAPI_STA
         raise RuntimeError("java is required to run the HAPI FHIR test server (apt-get install default-jdk-headless)")
     # The serial collector: a third less memory than the default for a server this size, same start.
     return start(
-        "hapi", [java, "-XX:+UseSerialGC", "-jar", hapi_jar(), f"--server.port={port}"],
-        f"http://127.0.0.1:{port}", "/fhir/metadata", log, timeout=timeout,
+        "hapi",
+        [java, "-XX:+UseSerialGC", "-jar", hapi_jar(), f"--server.port={port}"],
+        f"http://127.0.0.1:{port}",
+        "/fhir/metadata",
+        log,
+        timeout=timeout,
     )
 
 

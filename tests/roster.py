@@ -36,7 +36,8 @@ class Roster:
         """The roster JSON as the care app publishes it."""
         return {
             "care_services": {
-                ods: [{"nhs_number": nhs, **entry} for nhs, entry in users.items()] for ods, users in self.services.items()
+                ods: [{"nhs_number": nhs, **entry} for nhs, entry in users.items()]
+                for ods, users in self.services.items()
             }
         }
 

@@ -4,15 +4,35 @@ so the tests check the policies against the customer's promise, not against them
 ADMIN = frozenset({"alerts", "appointments", "visits_encounters"})
 SENIOR_CARER = frozenset(
     {
-        "discharge_summaries", "alerts", "allergies", "appointments", "social_care", "diagnoses",
-        "family_history", "issued_medications", "lab_results", "letters", "maternity", "medications",
-        "care_plans", "procedures", "progress_notes", "referrals", "social_history",
-        "visits_encounters", "vital_signs",
+        "discharge_summaries",
+        "alerts",
+        "allergies",
+        "appointments",
+        "social_care",
+        "diagnoses",
+        "family_history",
+        "issued_medications",
+        "lab_results",
+        "letters",
+        "maternity",
+        "medications",
+        "care_plans",
+        "procedures",
+        "progress_notes",
+        "referrals",
+        "social_history",
+        "visits_encounters",
+        "vital_signs",
     }
 )
 REGISTERED_MANAGER = SENIOR_CARER | {
-    "gp_records", "additional_gp_reports", "clinical_document_reports", "community_information",
-    "clinical_correspondence", "endoscopy", "mental_health",
+    "gp_records",
+    "additional_gp_reports",
+    "clinical_document_reports",
+    "community_information",
+    "clinical_correspondence",
+    "endoscopy",
+    "mental_health",
 }
 LEVELS: dict[str, frozenset[str]] = {
     "no_access": frozenset(),

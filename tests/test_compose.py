@@ -13,14 +13,24 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 VERSIONS = dict(
-    line.split("=", 1) for line in (ROOT / "tools" / "versions.env").read_text().splitlines() if "=" in line and not line.startswith("#")
+    line.split("=", 1)
+    for line in (ROOT / "tools" / "versions.env").read_text().splitlines()
+    if "=" in line and not line.startswith("#")
 )
 # Files `make bundle` produces before `docker compose up`.
 GENERATED = {"var/bundles/serve", "var/opa/config.yaml"}
 
 
 def test_services_are_the_ones_make_run_starts_plus_the_fleets():
-    assert set(COMPOSE["services"]) == {"bundle-server", "opa", "demo-upstream", "sidecar", "postgres", "audit-migrate", "lb"}
+    assert set(COMPOSE["services"]) == {
+        "bundle-server",
+        "opa",
+        "demo-upstream",
+        "sidecar",
+        "postgres",
+        "audit-migrate",
+        "lb",
+    }
 
 
 def test_the_sidecar_scales_behind_the_load_balancer():
@@ -44,7 +54,9 @@ def test_the_replicas_share_one_postgres_log_as_the_writer_role():
     assert "CREATE ROLE lcr_sidecar LOGIN" in init and "IN ROLE lcr_audit_writer" in init
     migrate = COMPOSE["services"]["audit-migrate"]
     assert migrate["command"][:2] == ["lcr-audit", "migrate"] and "lcr_owner" in migrate["command"][-1]
-    assert COMPOSE["services"]["sidecar"]["depends_on"]["audit-migrate"] == {"condition": "service_completed_successfully"}
+    assert COMPOSE["services"]["sidecar"]["depends_on"]["audit-migrate"] == {
+        "condition": "service_completed_successfully"
+    }
     assert COMPOSE["services"]["postgres"]["image"].startswith("postgres:15")
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sidecar.errors import LcrError
 from sidecar.identifiers import parse_nhs_number
@@ -15,7 +16,7 @@ class BoundToken(str):
     (`requested_record`); helpers that post for a given resident call `bound_to`.
     """
 
-    def __new__(cls, value: str, remint: Callable[[str], str]) -> "BoundToken":
+    def __new__(cls, value: str, remint: Callable[[str], str]) -> BoundToken:
         made = super().__new__(cls, value)
         made._remint = remint  # type: ignore[attr-defined]
         return made

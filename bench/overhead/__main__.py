@@ -117,8 +117,15 @@ class Bench:
         path.write_text(json.dumps(body))
         return path
 
-    def load(self, server: str, body: dict[str, Any], seconds: int, connections: int, rate: float | None = None,
-             url: str | None = None) -> wrk.WrkResult:
+    def load(
+        self,
+        server: str,
+        body: dict[str, Any],
+        seconds: int,
+        connections: int,
+        rate: float | None = None,
+        url: str | None = None,
+    ) -> wrk.WrkResult:
         url = (url or getattr(self.world, server).url) + "/v1/record"
         body_file, tokens = self.body_file(body), self.fresh_tokens(body["nhs_number"])
         roles = self.world.roles()
@@ -141,7 +148,9 @@ def _merge(results: list[wrk.WrkResult]) -> dict[str, Any]:
     total_requests = sum(r.requests for r in results)
     total_seconds = sum(r.seconds for r in results)
     summaries = [r.summary() for r in results]
-    latency = {k: round(sum(s["latency_ms"][k] for s in summaries) / len(summaries), 3) for k in summaries[0]["latency_ms"]}
+    latency = {
+        k: round(sum(s["latency_ms"][k] for s in summaries) / len(summaries), 3) for k in summaries[0]["latency_ms"]
+    }
     latency["max"] = max(s["latency_ms"]["max"] for s in summaries)
     statuses: dict[str, int] = {}
     for s in summaries:
@@ -155,7 +164,9 @@ def _merge(results: list[wrk.WrkResult]) -> dict[str, Any]:
         "statuses": statuses,
         "foreign_cores_max": max(r.raw["cpu"]["foreign_cores"] for r in results),
         "cpu_ms_per_request": {
-            name: round(sum(r.raw["cpu"]["cpu_ms_per_request"][name] * r.requests for r in results) / max(total_requests, 1), 2)
+            name: round(
+                sum(r.raw["cpu"]["cpu_ms_per_request"][name] * r.requests for r in results) / max(total_requests, 1), 2
+            )
             for name in results[0].raw["cpu"]["cpu_ms_per_request"]
         },
         "rounds": summaries,
@@ -188,8 +199,14 @@ def quiet(bench: Bench, phase: str) -> None:
         return
     t = time.monotonic()
     load = cpu.wait_quiet(max_wait_s=min(20.0, QUIET_BUDGET_S - waited))
-    bench.waits.append({"phase": phase, "foreign_cores_at_start": load, "waited_s": round(time.monotonic() - t, 1),
-                        "loadavg": loadavg()})
+    bench.waits.append(
+        {
+            "phase": phase,
+            "foreign_cores_at_start": load,
+            "waited_s": round(time.monotonic() - t, 1),
+            "loadavg": loadavg(),
+        }
+    )
     if load > 0.15:
         log(f"{phase}: machine still busy ({load:.2f} cores of other load); measuring anyway")
 
@@ -230,14 +247,20 @@ def phase_overhead(bench: Bench, results: dict[str, Any]) -> None:
         _only_200(r, f"one connection, {server}")
     results["one_connection"] = {
         **one,
-        "added_ms": {k: round(one["sidecar"]["latency_ms"][k] - one["bare"]["latency_ms"][k], 3) for k in ("p50", "p90", "p99", "mean")},
+        "added_ms": {
+            k: round(one["sidecar"]["latency_ms"][k] - one["bare"]["latency_ms"][k], 3)
+            for k in ("p50", "p90", "p99", "mean")
+        },
     }
 
     rate = round(maxed["sidecar"]["rps"] / 2, 1)
     quiet(bench, "half load")
     log(f"half load: {rate} requests/s")
     connections = 16
-    half = {server: _merge([bench.load(server, TYPICAL, bench.d("half"), connections, rate=rate)]) for server in ("bare", "sidecar")}
+    half = {
+        server: _merge([bench.load(server, TYPICAL, bench.d("half"), connections, rate=rate)])
+        for server in ("bare", "sidecar")
+    }
     for server, r in half.items():
         _only_200(r, f"half load, {server}")
         schedule = r["rounds"][0].get("schedule", {})
@@ -254,7 +277,10 @@ def phase_overhead(bench: Bench, results: dict[str, Any]) -> None:
             "as late — wrk times from the actual send, so late slots would hide queueing."
         ),
         **half,
-        "added_ms": {k: round(half["sidecar"]["latency_ms"][k] - half["bare"]["latency_ms"][k], 3) for k in ("p50", "p90", "p99", "mean")},
+        "added_ms": {
+            k: round(half["sidecar"]["latency_ms"][k] - half["bare"]["latency_ms"][k], 3)
+            for k in ("p50", "p90", "p99", "mean")
+        },
     }
 
 
@@ -282,7 +308,10 @@ def fetch_record(upstream: str, body: dict[str, str]) -> Fetched:
             url = next((link["url"] for link in page.get("link") or [] if link.get("relation") == "next"), "")
         return entries, n, size
 
-    found, _, _ = pages(upstream + "/Patient", {"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{body['nhs_number']}", "birthdate": body["dob"]})
+    found, _, _ = pages(
+        upstream + "/Patient",
+        {"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{body['nhs_number']}", "birthdate": body["dob"]},
+    )
     patient_id = found[0]["resource"]["id"]
     entries, n, size = pages(f"{upstream}/Patient/{patient_id}/$everything")
     return Fetched(patient_id, [e["resource"] for e in entries], [e.get("fullUrl") for e in entries], n, size)
@@ -304,11 +333,21 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
     for name, body in (("redact_typical", TYPICAL), ("redact_1000", world.residents[1000].body())):
         record = fetch_record(upstream, body)
         redact_in = opa_cost.redact_input(
-            decision, {"id": record.patient_id, "nhs_number": body["nhs_number"]}, record.resources, record.full_urls, upstream
+            decision,
+            {"id": record.patient_id, "nhs_number": body["nhs_number"]},
+            record.resources,
+            record.full_urls,
+            upstream,
         )
-        evals[name] = {"resources": len(record.resources), "pages": record.pages,
-                       **opa_cost.opa_metrics(world.opa_url, opa_cost.REDACT_PATH, redact_in, calls[name])}
-        questions[name] = {"current": redact_in, "old": opa_cost.old_redact_input(decision, record.patient_id, record.resources)}
+        evals[name] = {
+            "resources": len(record.resources),
+            "pages": record.pages,
+            **opa_cost.opa_metrics(world.opa_url, opa_cost.REDACT_PATH, redact_in, calls[name]),
+        }
+        questions[name] = {
+            "current": redact_in,
+            "old": opa_cost.old_redact_input(decision, record.patient_id, record.resources),
+        }
     results["opa_eval"] = evals
 
     log(f"OPA evaluation: the redaction policy now vs at {opa_cost.OLD_POLICY_COMMIT}")
@@ -316,7 +355,9 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
     opas = {}
     try:
         for policy, commit in (("current", None), ("old", opa_cost.OLD_POLICY_COMMIT)):
-            opas[policy] = opa_cost.start_policy_opa(f"opa-{policy}", opa_cost.policy_files(folder / policy, commit), world.run_dir)
+            opas[policy] = opa_cost.start_policy_opa(
+                f"opa-{policy}", opa_cost.policy_files(folder / policy, commit), world.run_dir
+            )
         quiet(bench, "redaction policy: current vs old")
         comparison = opa_cost.compare_policies({p: o.url for p, o in opas.items()}, questions, calls)
     except (subprocess.CalledProcessError, RuntimeError) as exc:  # e.g. a clone without that commit
@@ -327,9 +368,11 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
             o.stop()
     results["redact_policy_cost"] = {
         "old_commit": opa_cost.OLD_POLICY_COMMIT,
-        "how": ("each policy in its own OPA (same binary, policy folder served as an unsigned bundle), the same "
-                "fetched record asked in each policy's own input shape, rounds interleaved; OPA's "
-                "timer_rego_query_eval_ns"),
+        "how": (
+            "each policy in its own OPA (same binary, policy folder served as an unsigned bundle), the same "
+            "fetched record asked in each policy's own input shape, rounds interleaved; OPA's "
+            "timer_rego_query_eval_ns"
+        ),
         **comparison,
     }
 
@@ -350,25 +393,39 @@ def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
             record = fetch_record(upstream, body)
             # The deployed configuration (OPA_TIMEOUT_SECONDS 0.5) on this record, once:
             t = time.perf_counter()
-            default = requests.post(world.sidecar.url + "/v1/record", json=body, headers={"Authorization": f"Bearer {token(body['nhs_number'])}"}, timeout=60)  # type: ignore[union-attr]
+            default = requests.post(
+                world.sidecar.url + "/v1/record",
+                json=body,
+                headers={"Authorization": f"Bearer {token(body['nhs_number'])}"},
+                timeout=60,
+            )  # type: ignore[union-attr]
             default_ms = (time.perf_counter() - t) * 1000
             seconds = bench.d("scale") * (2 if size >= 5000 else 1)
             sidecar = _merge([bench.load("sidecar", body, seconds, 1, url=scaling.url)])
             memory = scaling.memory_kib()
             bare = _merge([bench.load("bare", body, seconds, 1)])
-            rows.append({
-                "generated": size,
-                "resources_fetched": len(record.resources),
-                "upstream_pages": record.pages,
-                "upstream_bytes": record.upstream_bytes,
-                "default_config": {"status": default.status_code, "ms": round(default_ms, 1),
-                                   "code": None if default.status_code == 200 else default.json()["issue"][0]["details"]["coding"][0]["code"]},
-                "sidecar": {k: sidecar[k] for k in ("requests", "rps", "latency_ms", "statuses", "foreign_cores_max")},
-                "bare": {k: bare[k] for k in ("requests", "rps", "latency_ms", "statuses", "foreign_cores_max")},
-                "added_p50_ms": round(sidecar["latency_ms"]["p50"] - bare["latency_ms"]["p50"], 3),
-                "sidecar_worker_peak_rss_mib": round(memory["peak_rss_kib"] / 1024, 1),
-                "sidecar_worker_rss_after_mib": round(memory["rss_kib"] / 1024, 1),
-            })
+            rows.append(
+                {
+                    "generated": size,
+                    "resources_fetched": len(record.resources),
+                    "upstream_pages": record.pages,
+                    "upstream_bytes": record.upstream_bytes,
+                    "default_config": {
+                        "status": default.status_code,
+                        "ms": round(default_ms, 1),
+                        "code": None
+                        if default.status_code == 200
+                        else default.json()["issue"][0]["details"]["coding"][0]["code"],
+                    },
+                    "sidecar": {
+                        k: sidecar[k] for k in ("requests", "rps", "latency_ms", "statuses", "foreign_cores_max")
+                    },
+                    "bare": {k: bare[k] for k in ("requests", "rps", "latency_ms", "statuses", "foreign_cores_max")},
+                    "added_p50_ms": round(sidecar["latency_ms"]["p50"] - bare["latency_ms"]["p50"], 3),
+                    "sidecar_worker_peak_rss_mib": round(memory["peak_rss_kib"] / 1024, 1),
+                    "sidecar_worker_rss_after_mib": round(memory["rss_kib"] / 1024, 1),
+                }
+            )
         # Bounded per request: after the biggest record, more of them must not grow the workers.
         before = scaling.memory_kib()
         bench.load("sidecar", world.residents[SIZES[-1]].body(), bench.d("scale") * 2, 1, url=scaling.url)
@@ -424,7 +481,12 @@ def phase_opa_down(bench: Bench, results: dict[str, Any]) -> None:
         "samples": hung,
         "max_ms": max(s["ms"] for s in hung),
         "waited_the_timeout": [s["ms"] for s in waited],
-        "after_circuit_open_ms": {"requests": len(rest), "p50": _pct(rest, 50), "p99": _pct(rest, 99), "max": rest[-1] if rest else None},
+        "after_circuit_open_ms": {
+            "requests": len(rest),
+            "p50": _pct(rest, 50),
+            "p99": _pct(rest, 99),
+            "max": rest[-1] if rest else None,
+        },
         "statuses": sorted({s["status"] for s in hung}),
     }
     world.wait_sidecar_ready()
@@ -470,7 +532,11 @@ def code_version() -> dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    dirty = [line[3:] for line in git("status", "--porcelain").splitlines() if line[3:].startswith(("sidecar/", "audit_store/", "policies/"))]
+    dirty = [
+        line[3:]
+        for line in git("status", "--porcelain").splitlines()
+        if line[3:].startswith(("sidecar/", "audit_store/", "policies/"))
+    ]
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_in_hot_path": dirty}
 
 
@@ -491,8 +557,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker-class", default=None, help="gunicorn worker class for both (deployed: sync)")
     parser.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker (gthread)")
     parser.add_argument("--keep", action="store_true", help="keep the run folder (logs, audit.db)")
-    parser.add_argument("--sidecar-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra environment for the sidecar, e.g. LCR_SIDECAR_REDACT_CACHE_ENTRIES=0 (repeatable)")
+    parser.add_argument(
+        "--sidecar-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the sidecar, e.g. LCR_SIDECAR_REDACT_CACHE_ENTRIES=0 (repeatable)",
+    )
     args = parser.parse_args(argv)
     sidecar_env = dict(item.split("=", 1) for item in args.sidecar_env)
 
@@ -501,7 +572,7 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="bench-overhead-", dir=ROOT / "var"))  # same disk as var/audit.db
     world = World(run_dir, gunicorn_args(args.workers, args.worker_class, args.threads))
     results: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "machine": machine(),
         "code": code_version(),
@@ -515,16 +586,23 @@ def main(argv: list[str] | None = None) -> None:
             "policy_revision": world.revision,
             "gunicorn": " ".join(world.gunicorn_args),
             "sidecar_env": sidecar_env,
-            "upstream": ("the demo upstream, 20 entries a page like HAPI FHIR JPA, each resident's $everything run once "
-                         "and later pages served from it (bench/overhead/paged_upstream.py); the bare proxy follows every "
-                         "page as the sidecar does and answers the whole record as one Bundle"),
+            "upstream": (
+                "the demo upstream, 20 entries a page like HAPI FHIR JPA, each resident's $everything run once "
+                "and later pages served from it (bench/overhead/paged_upstream.py); the bare proxy follows every "
+                "page as the sidecar does and answers the whole record as one Bundle"
+            ),
             "request": {"resident": TYPICAL, "access_level": LEVEL, "endpoint": "POST /v1/record"},
             "answers": sanity(world),
-            "opa": subprocess.run([world.opa.proc.args[0], "version"], capture_output=True, text=True).stdout.splitlines()[0],  # type: ignore[union-attr]
+            "opa": subprocess.run(
+                [world.opa.proc.args[0], "version"], capture_output=True, text=True
+            ).stdout.splitlines()[0],  # type: ignore[union-attr]
         }
         bench = Bench(world, args.quick)
         log("floor: loopback and fsync")
-        results["floor"] = {**floor.loopback(1000 if args.quick else 3000), **floor.fsync(run_dir, 100 if args.quick else 300)}
+        results["floor"] = {
+            **floor.loopback(1000 if args.quick else 3000),
+            **floor.fsync(run_dir, 100 if args.quick else 300),
+        }
         phase_overhead(bench, results)
         phase_opa(bench, results)
         phase_scaling(bench, results)

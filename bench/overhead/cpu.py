@@ -71,7 +71,7 @@ def tree_seconds(root: int) -> float:
             raw = Path(f"/proc/{entry.name}/stat").read_text()
         except OSError:
             continue
-        rest = raw[raw.rfind(")") + 2:].split()
+        rest = raw[raw.rfind(")") + 2 :].split()
         pid = int(entry.name)
         parents[pid] = int(rest[1])
         cpu[pid] = sum(int(x) for x in rest[11:15]) / HZ

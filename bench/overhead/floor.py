@@ -34,7 +34,11 @@ def _echo_server(sock: socket.socket) -> None:
 def _pcts(samples: list[float]) -> dict[str, float]:
     samples = sorted(samples)
     q = statistics.quantiles(samples, n=100, method="inclusive")
-    return {"p50": round(q[49] * 1e6, 1), "p99": round(q[98] * 1e6, 1), "mean": round(statistics.fmean(samples) * 1e6, 1)}
+    return {
+        "p50": round(q[49] * 1e6, 1),
+        "p99": round(q[98] * 1e6, 1),
+        "mean": round(statistics.fmean(samples) * 1e6, 1),
+    }
 
 
 def loopback(n: int = 3000) -> dict[str, Any]:

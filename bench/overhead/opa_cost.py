@@ -32,8 +32,9 @@ import subprocess
 import tarfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -54,9 +55,16 @@ def decision_input(nhs_number: str, dob: str, level: str = "registered_manager")
     now = int(time.time())
     return {
         "subject": {
-            "iss": "https://care-app.dev.lcr.example", "sub": "staff-0004", "aud": "lcr-sidecar",
-            "iat": now, "exp": now + 300, "jti": str(uuid.uuid4()), "name": "Rita Manager",
-            "requesting_organization": "VM101", "reason_for_request": "directcare", "lcr_access_level": level,
+            "iss": "https://care-app.dev.lcr.example",
+            "sub": "staff-0004",
+            "aud": "lcr-sidecar",
+            "iat": now,
+            "exp": now + 300,
+            "jti": str(uuid.uuid4()),
+            "name": "Rita Manager",
+            "requesting_organization": "VM101",
+            "reason_for_request": "directcare",
+            "lcr_access_level": level,
         },
         "patient": {"nhs_number": nhs_number, "dob": dob},
         "action": "record.read",
@@ -123,7 +131,9 @@ def clients(opa_url: str, opa_input: dict[str, Any], n: int = 1000) -> dict[str,
     url = opa_url + DECISION_PATH + "?provenance=true"
     calls = {
         "sidecar_PolicyClient.decide": lambda: policy.decide(opa_input),
-        "opa_python_client.query_rule": lambda: raw.query_rule(opa_input, "lcr.access", "decision", query_params={"provenance": "true"}),
+        "opa_python_client.query_rule": lambda: raw.query_rule(
+            opa_input, "lcr.access", "decision", query_params={"provenance": "true"}
+        ),
         "requests.Session.post": lambda: session.post(url, json={"input": opa_input}, timeout=5.0).json(),
         "http.client (kept alive)": lambda: hc.post(DECISION_PATH, opa_input),
     }
@@ -187,7 +197,11 @@ def opa_metrics(opa_url: str, path: str, opa_input: dict[str, Any], n: int = 300
 
 
 def redact_input(
-    decision: dict[str, Any], patient: dict[str, str], resources: list[dict[str, Any]], full_urls: list[str | None], base_url: str
+    decision: dict[str, Any],
+    patient: dict[str, str],
+    resources: list[dict[str, Any]],
+    full_urls: list[str | None],
+    base_url: str,
 ) -> dict[str, Any]:
     """The redaction question as the sidecar asks it (sidecar/policy.py, docs/decision-contract.md)."""
     return {
@@ -223,7 +237,9 @@ def policy_files(dest: Path, commit: str | None) -> Path:
     if commit is None:
         shutil.copytree(ROOT / "policies", dest / "policies")
     else:
-        archive = subprocess.run(["git", "archive", commit, "policies"], cwd=ROOT, capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", commit, "policies"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(dest, filter="data")
     for test in (dest / "policies").rglob("*_test.rego"):
@@ -237,9 +253,21 @@ def start_policy_opa(name: str, policies: Path, log_dir: Path) -> processes.Proc
     port = processes.free_port()
     url = f"http://127.0.0.1:{port}"
     return processes.start(
-        name, [processes.opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--bundle", str(policies),
-               "--log-level", "error"],
-        url, "/health", log_dir / f"{name}.log",
+        name,
+        [
+            processes.opa_binary(),
+            "run",
+            "--server",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--bundle",
+            str(policies),
+            "--log-level",
+            "error",
+        ],
+        url,
+        "/health",
+        log_dir / f"{name}.log",
     )
 
 
@@ -257,7 +285,9 @@ def compare_policies(
         for record, by_policy in questions.items():
             bodies = {policy: fastjson.dumps({"input": q}) for policy, q in by_policy.items()}
             results = {policy: clients[policy].post_raw(REDACT_PATH, body)["result"] for policy, body in bodies.items()}
-            samples: dict[str, dict[str, list[float]]] = {p: {"eval": [], "handler": [], "parse": [], "rtt": []} for p in bodies}
+            samples: dict[str, dict[str, list[float]]] = {
+                p: {"eval": [], "handler": [], "parse": [], "rtt": []} for p in bodies
+            }
             for policy, body in bodies.items():
                 _samples(clients[policy], REDACT_PATH, body, 0, warmup=max(5, n[record] // 20))
             for _ in range(rounds):
@@ -277,7 +307,9 @@ def compare_policies(
                     "round_trip_us_p50": round(med(s["rtt"]), 1),
                     "calls": len(s["eval"]),
                 }
-            row["eval_ratio_current_to_old"] = round(row["current"]["opa_eval_us_p50"] / row["old"]["opa_eval_us_p50"], 2)
+            row["eval_ratio_current_to_old"] = round(
+                row["current"]["opa_eval_us_p50"] / row["old"]["opa_eval_us_p50"], 2
+            )
             row["eval_added_us"] = round(row["current"]["opa_eval_us_p50"] - row["old"]["opa_eval_us_p50"], 1)
             row["eval_us_per_resource"] = {p: round(row[p]["opa_eval_us_p50"] / row["resources"], 1) for p in samples}
             out[record] = row

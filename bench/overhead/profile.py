@@ -33,7 +33,9 @@ TYPICAL = {"nhs_number": "9990000018", "dob": "1938-04-12"}
 
 def run(app: Any, body: dict[str, str], n: int, key: Any) -> tuple[Profiler, float]:
     client = app.test_client()
-    tokens = [mint("registered_manager", lifetime=300, private_key=key, nhs_number=body["nhs_number"]) for _ in range(n + 10)]
+    tokens = [
+        mint("registered_manager", lifetime=300, private_key=key, nhs_number=body["nhs_number"]) for _ in range(n + 10)
+    ]
     for t in tokens[:10]:  # warm-up: connections, OPA's caches, first-call imports
         assert client.post("/v1/record", json=body, headers={"Authorization": f"Bearer {t}"}).status_code == 200
     profiler = Profiler(interval=0.001)
@@ -56,13 +58,18 @@ def main(argv: list[str] | None = None) -> None:
     key = serialization.load_pem_private_key(DEV_PRIVATE_KEY.read_bytes(), password=None)
     try:
         world.start_processes_only([1000])
-        app = create_app(test_config={
-            "OPA_URL": world.opa_url,
-            "UPSTREAM_URL": world.upstream.url + "/fhir",  # type: ignore[union-attr]
-            "AUDIT_DB": str(run_dir / "audit.db"),
-        })
+        app = create_app(
+            test_config={
+                "OPA_URL": world.opa_url,
+                "UPSTREAM_URL": world.upstream.url + "/fhir",  # type: ignore[union-attr]
+                "AUDIT_DB": str(run_dir / "audit.db"),
+            }
+        )
         try:
-            for name, body, n in (("typical", TYPICAL, args.requests), ("1000", world.residents[1000].body(), max(20, args.requests // 10))):
+            for name, body, n in (
+                ("typical", TYPICAL, args.requests),
+                ("1000", world.residents[1000].body(), max(20, args.requests // 10)),
+            ):
                 profiler, ms = run(app, body, n, key)
                 text = profiler.output_text(unicode=True, color=False, show_all=False, short_mode=False)
                 header = f"# {n} requests, {ms:.2f} ms per request (wall, in-process, under the profiler)\n"

@@ -3,8 +3,9 @@
 Started the way `make run` and tests/processes.py start them: the signed policy bundle,
 its bundle server, OPA (the pinned binary, `make run`'s flags), the demo LCR upstream, then
 the sidecar and the bare proxy under the same gunicorn command line (workers, worker class,
-config). The upstream (paged_upstream.py: 20 entries a page, like HAPI) serves the demo residents plus generated ones of 10, 100, 1,000 and
-5,000 resources (demo_upstream.generate.random_record) for the record-size scaling.
+config). The upstream (paged_upstream.py: 20 entries a page, like HAPI) serves the demo residents
+plus generated ones of 10, 100, 1,000 and 5,000 resources (demo_upstream.generate.random_record)
+for the record-size scaling.
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ class Server:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
                 continue
-            values = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in status.splitlines()) if k in ("VmHWM", "VmRSS")}
+            values = {
+                k: int(v.split()[0])
+                for k, _, v in (line.partition(":") for line in status.splitlines())
+                if k in ("VmHWM", "VmRSS")
+            }
             peak, current = max(peak, values.get("VmHWM", 0)), max(current, values.get("VmRSS", 0))
         return {"peak_rss_kib": peak, "rss_kib": current}
 
@@ -85,13 +90,15 @@ class World:
 
     # -- start ---------------------------------------------------------------------------
 
-    def start_processes_only(self, sizes: list[int]) -> "World":
+    def start_processes_only(self, sizes: list[int]) -> World:
         """Bundle, bundle server, OPA and the upstream: what the sidecar talks to."""
         self.revision = build(self.run_dir / "bundles", opa=processes.opa_binary())
         data_dir = self._data_dir(sizes)
         # Every resident benchmarked lives at the care service the tokens name (VM101).
         roster = Roster(self.run_dir / "bundles", processes.opa_binary())
-        roster.services["VM101"].update({r.nhs_number: {"status": "resident", "start": "2024-01-01"} for r in self.residents.values()})
+        roster.services["VM101"].update(
+            {r.nhs_number: {"status": "resident", "start": "2024-01-01"} for r in self.residents.values()}
+        )
         roster.publish()
         self.bundle_server = processes.start_bundle_server(self.run_dir / "bundles" / "serve", self.run_dir)
         self.opa_port = processes.free_port()
@@ -105,13 +112,21 @@ class World:
         port = processes.free_port()
         return processes.start(
             "demo-upstream",
-            [str(processes.VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-             "bench.overhead.paged_upstream:create_app()"],
-            f"http://127.0.0.1:{port}", "/fhir/metadata", self.run_dir / f"upstream-{port}.log",
+            [
+                str(processes.VENV_BIN / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "bench.overhead.paged_upstream:create_app()",
+            ],
+            f"http://127.0.0.1:{port}",
+            "/fhir/metadata",
+            self.run_dir / f"upstream-{port}.log",
             env={"DEMO_UPSTREAM_DATA_DIR": str(data_dir)},
         )
 
-    def start(self, sizes: list[int], sidecar_env: dict[str, str] | None = None) -> "World":
+    def start(self, sizes: list[int], sidecar_env: dict[str, str] | None = None) -> World:
         self.start_processes_only(sizes)
         assert self.upstream is not None
         self.sidecar_env = dict(sidecar_env or {})
@@ -127,7 +142,8 @@ class World:
         prom = self.run_dir / f"{name}-prometheus"
         prom.mkdir()
         return self._gunicorn(
-            name, "sidecar:create_app()",
+            name,
+            "sidecar:create_app()",
             {
                 "LCR_SIDECAR_OPA_URL": self.opa_url,
                 "LCR_SIDECAR_UPSTREAM_URL": self.upstream.url + "/fhir",
@@ -149,9 +165,20 @@ class World:
         config.write_text(render(persistence_directory=str(self.run_dir / "opa-persist")))
         self.opa = processes.start(
             "opa",
-            [processes.opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{self.opa_port}",
-             "--config-file", str(config), "--log-level", "error"],
-            self.opa_url, "/health?bundles=true", self.run_dir / "opa.log",
+            [
+                processes.opa_binary(),
+                "run",
+                "--server",
+                "--addr",
+                f"127.0.0.1:{self.opa_port}",
+                "--config-file",
+                str(config),
+                "--log-level",
+                "error",
+            ],
+            self.opa_url,
+            "/health?bundles=true",
+            self.run_dir / "opa.log",
             env={"BUNDLE_SERVER_URL": self.bundle_server.url},  # type: ignore[union-attr]
         )
 
@@ -172,13 +199,19 @@ class World:
     def _gunicorn(self, name: str, app: str, env: dict[str, str]) -> Server:
         port = processes.free_port()
         cmd = [str(processes.VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *self.gunicorn_args, app]
-        return Server(processes.start(name, cmd, f"http://127.0.0.1:{port}", "/healthz", self.run_dir / f"{name}.log", env=env))
+        return Server(
+            processes.start(name, cmd, f"http://127.0.0.1:{port}", "/healthz", self.run_dir / f"{name}.log", env=env)
+        )
 
     def roles(self) -> dict[str, int]:
         """Process (tree) ids by role, for CPU accounting; wrk is counted apart."""
         out = {}
-        for name, p in (("sidecar", self.sidecar and self.sidecar.process), ("bare", self.bare and self.bare.process),
-                        ("opa", self.opa), ("upstream", self.upstream)):
+        for name, p in (
+            ("sidecar", self.sidecar and self.sidecar.process),
+            ("bare", self.bare and self.bare.process),
+            ("opa", self.opa),
+            ("upstream", self.upstream),
+        ):
             if p is not None and p.proc.poll() is None:
                 out[name] = p.proc.pid
         return out
@@ -209,7 +242,13 @@ class World:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        for p in (self.sidecar and self.sidecar.process, self.bare and self.bare.process, self.upstream, self.opa, self.bundle_server):
+        for p in (
+            self.sidecar and self.sidecar.process,
+            self.bare and self.bare.process,
+            self.upstream,
+            self.opa,
+            self.bundle_server,
+        ):
             if p is None:
                 continue
             try:

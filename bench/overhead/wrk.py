@@ -80,13 +80,26 @@ def run(
 ) -> WrkResult:
     """wrk -t threads -c connections -d seconds; with `rate`, an approximately constant arrival rate."""
     cmd = [
-        wrk_binary(), "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
-        "--timeout", f"{timeout_s:g}s", "-s", str(LUA), url, "--", str(body_file), str(tokens_file),
+        wrk_binary(),
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds:g}s",
+        "--timeout",
+        f"{timeout_s:g}s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(body_file),
+        str(tokens_file),
     ]
     if rate:
         cmd.append(f"{rate / threads:.6f}")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + timeout_s + 30)
     for line in out.stdout.splitlines():
         if line.startswith("WRKJSON "):
-            return WrkResult(json.loads(line[len("WRKJSON "):]))
+            return WrkResult(json.loads(line[len("WRKJSON ") :]))
     raise RuntimeError(f"wrk printed no summary (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")

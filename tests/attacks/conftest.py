@@ -3,9 +3,10 @@ upstream, one sidecar app asking the session's real OPA (the built, signed bundl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,9 +14,9 @@ from sidecar import create_app
 
 from .. import processes
 from ..redaction.metamorph import paths_of
-from . import cases, world
 from ..roster import Roster
 from ..tokens import bound_to
+from . import cases, world
 
 
 @dataclass
@@ -26,7 +27,11 @@ class Served:
 
     def ask(self, bearer: str, case: world.Case) -> tuple[world.Resident, Any]:
         resident = self.world.residents[case.id]
-        response = self.client.post("/v1/record", json=resident.request(), headers={"Authorization": f"Bearer {bound_to(bearer, resident.nhs_number)}"})
+        response = self.client.post(
+            "/v1/record",
+            json=resident.request(),
+            headers={"Authorization": f"Bearer {bound_to(bearer, resident.nhs_number)}"},
+        )
         return resident, response
 
 
@@ -42,7 +47,9 @@ def attack_world(
     roster.admit([r.nhs_number for r in built.residents.values()], [opa.url])
     logs = tmp_path_factory.mktemp("attack-logs")
     upstream = processes.start_upstream(logs, data_dir)
-    app = create_app(test_config=processes.sidecar_test_config(opa.url, upstream.url + "/fhir", logs / "audit.db", jwks_file))
+    app = create_app(
+        test_config=processes.sidecar_test_config(opa.url, upstream.url + "/fhir", logs / "audit.db", jwks_file)
+    )
     try:
         yield Served(built, app, app.test_client())
     finally:

@@ -1,4 +1,6 @@
-"""Mental-health signals in code forms the policy does not read as such: ICD-10 chapter G dementias (the same diseases in SNOMED are registered-manager only), mental disorders outside the curated SNOMED value set, displays kept on codes that are not concepts, and codes of unknown systems that are left in place.
+"""Mental-health signals in code forms the policy does not read as such: ICD-10 chapter G dementias (the same diseases
+in SNOMED are registered-manager only), mental disorders outside the curated SNOMED value set, displays kept on
+codes that are not concepts, and codes of unknown systems that are left in place.
 
 Fails until fixed: each parameter is a confirmed leak at the level in its id.
 """

@@ -1,4 +1,6 @@
-"""Contained resources the redaction does not classify as it classifies top-level ones: `contained` as one object or a string, a resource contained in a contained one, and contained resources that do not name the resident (a top-level one would be withheld by the Patient compartment).
+"""Contained resources the redaction does not classify as it classifies top-level ones: `contained` as one object or a
+string, a resource contained in a contained one, and contained resources that do not name the resident (a top-level
+one would be withheld by the Patient compartment).
 
 Fails until fixed: each parameter is a confirmed leak at the level in its id.
 """

@@ -1,4 +1,5 @@
-"""Free text below registered manager in elements the free-text rule does not list: descriptions, titles, instructions, string values, attachment titles and data, and values carried by the one known extension URL.
+"""Free text below registered manager in elements the free-text rule does not list: descriptions, titles, instructions,
+string values, attachment titles and data, and values carried by the one known extension URL.
 
 Fails until fixed: each parameter is a confirmed leak at the level in its id.
 """

@@ -1,4 +1,6 @@
-"""Another person's Patient (a linked record, as `$everything` returns it) must never leave (docs/sections.md: 'Other Patient resources in $everything never leave'); made GP-sourced, it is counted under gp_records and reaches registered managers.
+"""Another person's Patient (a linked record, as `$everything` returns it) must never leave (docs/sections.md: 'Other
+Patient resources in $everything never leave'); made GP-sourced, it is counted under gp_records and reaches
+registered managers.
 
 Fails until fixed: each parameter is a confirmed leak at the level in its id.
 """

@@ -1,4 +1,5 @@
-"""JSON shapes the policy does not expect are read as absent instead of failing closed: a security label written as a string, `meta` as a list, a narrative `div` or a `display` that is a list.
+"""JSON shapes the policy does not expect are read as absent instead of failing closed: a security label written as a
+string, `meta` as a list, a narrative `div` or a `display` that is a list.
 
 Fails until fixed: each parameter is a confirmed leak at the level in its id.
 """

@@ -1,4 +1,5 @@
-"""Supporting resources are tainted only by mental-health signals and labels: a psychiatrist's qualification or a psychiatric facility's type goes with an admin-visible Encounter.
+"""Supporting resources are tainted only by mental-health signals and labels: a psychiatrist's qualification or a
+psychiatric facility's type goes with an admin-visible Encounter.
 
 Fails until fixed: each parameter is a confirmed leak at the level in its id.
 """

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from demo_upstream.generate import valid_nhs_number
 
@@ -67,46 +68,99 @@ class Resident:
     # -- builders of ordinary resources, each naming the resident
 
     def flag(self, role: str = "flag", **fields: Any) -> dict[str, Any]:
-        return {"resourceType": "Flag", "id": self.id(role), "status": "active", "subject": self.subject(),
-                "code": {"coding": [{"system": SCT, "code": "225915006", "display": "Falls risk"}]}, **fields}
+        return {
+            "resourceType": "Flag",
+            "id": self.id(role),
+            "status": "active",
+            "subject": self.subject(),
+            "code": {"coding": [{"system": SCT, "code": "225915006", "display": "Falls risk"}]},
+            **fields,
+        }
 
     def encounter(self, role: str = "encounter", **fields: Any) -> dict[str, Any]:
-        return {"resourceType": "Encounter", "id": self.id(role), "status": "finished",
-                "class": {"system": ACT, "code": "AMB"}, "subject": self.subject(), **fields}
+        return {
+            "resourceType": "Encounter",
+            "id": self.id(role),
+            "status": "finished",
+            "class": {"system": ACT, "code": "AMB"},
+            "subject": self.subject(),
+            **fields,
+        }
 
     def appointment(self, role: str = "appointment", **fields: Any) -> dict[str, Any]:
-        return {"resourceType": "Appointment", "id": self.id(role), "status": "booked",
-                "participant": [{"actor": self.subject(), "status": "accepted"}], **fields}
+        return {
+            "resourceType": "Appointment",
+            "id": self.id(role),
+            "status": "booked",
+            "participant": [{"actor": self.subject(), "status": "accepted"}],
+            **fields,
+        }
 
     def condition(self, system: str, code: str, role: str = "condition", **fields: Any) -> dict[str, Any]:
-        return {"resourceType": "Condition", "id": self.id(role), "subject": self.subject(),
-                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-                "code": {"coding": [{"system": system, "code": code, "display": self.canary}]}, **fields}
+        return {
+            "resourceType": "Condition",
+            "id": self.id(role),
+            "subject": self.subject(),
+            "clinicalStatus": {
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+            },
+            "code": {"coding": [{"system": system, "code": code, "display": self.canary}]},
+            **fields,
+        }
 
     def document(self, role: str = "document", **fields: Any) -> dict[str, Any]:
         # A discharge summary: senior carers and registered managers see it.
-        return {"resourceType": "DocumentReference", "id": self.id(role), "status": "current", "subject": self.subject(),
-                "type": {"coding": [{"system": SCT, "code": "373942005", "display": "Discharge summary"}]},
-                "content": [{"attachment": {"contentType": "text/plain", "url": f"Binary/{self.id('binary')}"}}], **fields}
+        return {
+            "resourceType": "DocumentReference",
+            "id": self.id(role),
+            "status": "current",
+            "subject": self.subject(),
+            "type": {"coding": [{"system": SCT, "code": "373942005", "display": "Discharge summary"}]},
+            "content": [{"attachment": {"contentType": "text/plain", "url": f"Binary/{self.id('binary')}"}}],
+            **fields,
+        }
 
     def observation(self, role: str = "observation", **fields: Any) -> dict[str, Any]:
-        return {"resourceType": "Observation", "id": self.id(role), "status": "final", "subject": self.subject(),
-                "category": [{"coding": [{"system": OBS_CAT, "code": "vital-signs"}]}],
-                "code": {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}]}, **fields}
+        return {
+            "resourceType": "Observation",
+            "id": self.id(role),
+            "status": "final",
+            "subject": self.subject(),
+            "category": [{"coding": [{"system": OBS_CAT, "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}]},
+            **fields,
+        }
 
     def care_plan(self, role: str = "careplan", **fields: Any) -> dict[str, Any]:
-        return {"resourceType": "CarePlan", "id": self.id(role), "status": "active", "intent": "plan",
-                "subject": self.subject(), **fields}
+        return {
+            "resourceType": "CarePlan",
+            "id": self.id(role),
+            "status": "active",
+            "intent": "plan",
+            "subject": self.subject(),
+            **fields,
+        }
 
     def composition(self, role: str = "composition", **fields: Any) -> dict[str, Any]:
         # A care plan document: senior carers and registered managers see it.
-        return {"resourceType": "Composition", "id": self.id(role), "status": "final", "subject": self.subject(),
-                "type": {"coding": [{"system": SCT, "code": "734163000", "display": "Care plan"}]},
-                "date": "2025-01-01", "author": [self.subject()], "title": "Care plan", **fields}
+        return {
+            "resourceType": "Composition",
+            "id": self.id(role),
+            "status": "final",
+            "subject": self.subject(),
+            "type": {"coding": [{"system": SCT, "code": "734163000", "display": "Care plan"}]},
+            "date": "2025-01-01",
+            "author": [self.subject()],
+            "title": "Care plan",
+            **fields,
+        }
 
     def bundle(self) -> dict[str, Any]:
-        return {"resourceType": "Bundle", "type": "collection",
-                "entry": [{"resource": r} for r in [self.patient, *self.resources]]}
+        return {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": r} for r in [self.patient, *self.resources]],
+        }
 
 
 @dataclass(frozen=True)
@@ -145,14 +199,19 @@ class World:
         if case.id in self.residents:
             return self.residents[case.id]
         short = uuid.uuid5(_NS, case.id).hex[:12]
-        r = Resident(case.id, self._nhs_number(),
-                     f"19{30 + int(short[:2], 16) % 30}-{1 + int(short[2:4], 16) % 12:02d}-{1 + int(short[4:6], 16) % 28:02d}",
-                     short=short)
+        r = Resident(
+            case.id,
+            self._nhs_number(),
+            f"19{30 + int(short[:2], 16) % 30}-{1 + int(short[2:4], 16) % 12:02d}-{1 + int(short[4:6], 16) % 28:02d}",
+            short=short,
+        )
         r.patient = {
-            "resourceType": "Patient", "id": f"atk-{short}",
+            "resourceType": "Patient",
+            "id": f"atk-{short}",
             "identifier": [{"system": NHS_NUMBER, "value": r.nhs_number}],
             "name": [{"use": "official", "family": "Resident", "given": ["Test"]}],
-            "gender": "female", "birthDate": r.dob,
+            "gender": "female",
+            "birthDate": r.dob,
         }
         r.resources = [r.flag("control")]
         r.resources.extend(case.build(r))

@@ -4,9 +4,10 @@ through the real sidecar app and the session's real OPA (the built, signed bundl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,9 @@ from sidecar import create_app
 from .. import processes
 from ..attacks import world
 from ..redaction.metamorph import paths_of
-from . import cases, stub
 from ..roster import Roster
 from ..tokens import bound_to
+from . import cases, stub
 
 PAGE_SIZE = 3
 
@@ -30,7 +31,11 @@ class Served:
 
     def ask(self, bearer: str, case: world.Case, endpoint: str = "/v1/record") -> tuple[world.Resident, Any]:
         resident = self.world.residents[case.id]
-        response = self.client.post(endpoint, json=resident.request(), headers={"Authorization": f"Bearer {bound_to(bearer, resident.nhs_number)}"})
+        response = self.client.post(
+            endpoint,
+            json=resident.request(),
+            headers={"Authorization": f"Bearer {bound_to(bearer, resident.nhs_number)}"},
+        )
         return resident, response
 
 
@@ -38,9 +43,11 @@ def _pages(r: world.Resident, base: str, case_id: str) -> list[list[dict[str, An
     if case_id in cases.PAGES:
         return cases.PAGES[case_id](r, base)
     chosen = cases.FULL_URLS.get(case_id, lambda _: {})(r)
-    entries = [{"fullUrl": chosen.get(res.get("id"), f"{base}/{res['resourceType']}/{res.get('id')}"), "resource": res}
-               for res in [r.patient, *r.resources]]
-    return [entries[n:n + PAGE_SIZE] for n in range(0, len(entries), PAGE_SIZE)]
+    entries = [
+        {"fullUrl": chosen.get(res.get("id"), f"{base}/{res['resourceType']}/{res.get('id')}"), "resource": res}
+        for res in [r.patient, *r.resources]
+    ]
+    return [entries[n : n + PAGE_SIZE] for n in range(0, len(entries), PAGE_SIZE)]
 
 
 @pytest.fixture(scope="session")

@@ -46,8 +46,11 @@ class Stub:
         if parsed.path == "/fhir/Patient" and "identifier" in query:
             number = query["identifier"][0].split("|")[-1]
             patient = self.patients.get(number)
-            entries = [{"fullUrl": f"{self.url}/Patient/{patient['id']}", "resource": patient,
-                        "search": {"mode": "match"}}] if patient else []
+            entries = (
+                [{"fullUrl": f"{self.url}/Patient/{patient['id']}", "resource": patient, "search": {"mode": "match"}}]
+                if patient
+                else []
+            )
             body = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
         elif parsed.path.startswith("/fhir/Patient/") and parsed.path.endswith("/$everything"):
             body = self._page(urllib.parse.unquote(parsed.path.split("/")[3]), 0)

@@ -14,7 +14,6 @@ import pytest
 from . import cases
 from .conftest import assert_not_shown
 
-
 # Strings the policy keeps because the record needs them, and cannot read without a
 # terminology server or the FHIR schema: see docs/sections.md.
 LIMITS = {
@@ -36,7 +35,9 @@ def _params() -> list:
     for case in cases.LEAKS:
         for param in case.levels():
             if case.id in LIMITS:
-                param = pytest.param(*param.values, id=param.id, marks=pytest.mark.xfail(reason=LIMITS[case.id], strict=True))
+                param = pytest.param(
+                    *param.values, id=param.id, marks=pytest.mark.xfail(reason=LIMITS[case.id], strict=True)
+                )
             params.append(param)
     return params
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -27,7 +28,9 @@ from .. import processes
 
 def write_key(path: Path) -> Path:
     key = Ed25519PrivateKey.generate()
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return path
 
 
@@ -60,7 +63,10 @@ def event(i: int = 0, **kw: Any) -> AuditEvent:
         "sections_returned": {"alerts": 2, "patient": 1},
         "resources_returned": 3,
         "policy_revision": "sha256-test",
-        "opa_input": {"subject": {"sub": f"staff-{i % 7:04d}"}, "patient": {"nhs_number": "9990000018", "dob": "1938-04-12"}},
+        "opa_input": {
+            "subject": {"sub": f"staff-{i % 7:04d}"},
+            "patient": {"nhs_number": "9990000018", "dob": "1938-04-12"},
+        },
         "opa_result": {"allow": True, "sections": ["alerts", "appointments", "visits_encounters"], "reasons": []},
         "response_sha256": "0" * 64,
         "latency_ms": 12.5 + i,
@@ -78,7 +84,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_store(tmp_path: Path, checkpoint_key: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+def make_store(
+    tmp_path: Path, checkpoint_key: Path, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Any]]:
     """Opens stores of this test's backend: a SQLite file in tmp_path, or a new PostgreSQL
     database written by the sidecar's role (INSERT and SELECT only)."""
     opened: list[Any] = []
@@ -109,7 +117,7 @@ def select(source: Any, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str
     with queries.connect(source) as conn:
         cursor = conn.execute(sql, params)
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, values)) for values in cursor.fetchall()]
+        return [dict(zip(names, values, strict=False)) for values in cursor.fetchall()]
 
 
 class _Attacker:
@@ -146,7 +154,11 @@ def raw(target: Any) -> Any:
 
     `target`: a store of either backend, or a SQLite file's path. On PostgreSQL the attacker
     is the superuser with session_replication_role = replica (no trigger fires)."""
-    if getattr(target, "backend", None) == "postgresql" or isinstance(target, str) and target.startswith("postgresql://"):
+    if (
+        getattr(target, "backend", None) == "postgresql"
+        or isinstance(target, str)
+        and target.startswith("postgresql://")
+    ):
         import psycopg
 
         url = getattr(target, "owner_url", target)
@@ -168,14 +180,24 @@ def archive(run_dir: Path, bundle_revision: str) -> Path:
 
 def _generate(store: Any, archive: Path, bundle_revision: str, opa_bin: str) -> None:
     try:
-        generate(store, 2000, archive / f"{bundle_revision}.tar.gz", bundle_revision, opa_bin, seed=7,
-                 verification_key=DEV_VERIFICATION_KEY, key_id=DEFAULT_KEY_ID)
+        generate(
+            store,
+            2000,
+            archive / f"{bundle_revision}.tar.gz",
+            bundle_revision,
+            opa_bin,
+            seed=7,
+            verification_key=DEV_VERIFICATION_KEY,
+            key_id=DEFAULT_KEY_ID,
+        )
     finally:
         store.close()
 
 
 @pytest.fixture(scope="session")
-def synthetic_sqlite(tmp_path_factory: pytest.TempPathFactory, archive: Path, bundle_revision: str, opa_bin: str, checkpoint_key: Path) -> Path:
+def synthetic_sqlite(
+    tmp_path_factory: pytest.TempPathFactory, archive: Path, bundle_revision: str, opa_bin: str, checkpoint_key: Path
+) -> Path:
     path = tmp_path_factory.mktemp("synthetic") / "audit.db"
     _generate(AuditStore(path, checkpoint_key=checkpoint_key, checkpoint_every=500), archive, bundle_revision, opa_bin)
     return path
@@ -184,7 +206,9 @@ def synthetic_sqlite(tmp_path_factory: pytest.TempPathFactory, archive: Path, bu
 @pytest.fixture(scope="session")
 def synthetic_pg(pg_databases: Any, archive: Path, bundle_revision: str, opa_bin: str, checkpoint_key: Path) -> Any:
     db = pg_databases.new("synthetic")
-    _generate(open_store(db.url, checkpoint_key=checkpoint_key, checkpoint_every=500), archive, bundle_revision, opa_bin)
+    _generate(
+        open_store(db.url, checkpoint_key=checkpoint_key, checkpoint_every=500), archive, bundle_revision, opa_bin
+    )
     return db
 
 

@@ -24,7 +24,7 @@ from audit_store.cli import cli
 from audit_store.synthetic import nhs_numbers
 from bundles.roster import build as build_roster
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY = dt.date(2026, 11, 29)  # the window: in November London time is UTC
 STAFF = {  # subject_id → (name, care service)
     "VM101-staff-001": ("Ada Okafor", "VM101"),
@@ -44,13 +44,28 @@ def _residents() -> dict[str, dict[str, dict[str, Any]]]:
     roster: dict[str, dict[str, dict[str, Any]]] = {}
     for service in ("VM101", "VM102"):
         roster[service] = {
-            next(numbers): {"status": "resident", "start": "2026-01-05", "end": None, "family_name": FAMILY[i % len(FAMILY)]}
+            next(numbers): {
+                "status": "resident",
+                "start": "2026-01-05",
+                "end": None,
+                "family_name": FAMILY[i % len(FAMILY)],
+            }
             for i in range(20)
         }
     # A resident who shares Dee Whitaker's surname at her own home, and one who shares
     # Ben Singh's at the other home.
-    roster["VM101"][next(numbers)] = {"status": "resident", "start": "2026-02-01", "end": None, "family_name": "Whitaker"}
-    roster["VM102"][next(numbers)] = {"status": "respite", "start": "2026-11-20", "end": "2026-12-04", "family_name": "Singh"}
+    roster["VM101"][next(numbers)] = {
+        "status": "resident",
+        "start": "2026-02-01",
+        "end": None,
+        "family_name": "Whitaker",
+    }
+    roster["VM102"][next(numbers)] = {
+        "status": "respite",
+        "start": "2026-11-20",
+        "end": "2026-12-04",
+        "family_name": "Singh",
+    }
     return roster
 
 
@@ -69,17 +84,41 @@ class Log:
         self.events: list[AuditEvent] = []
         self.planted: dict[str, list[str]] = {}  # pattern → decision ids
 
-    def add(self, sub: str | None, at: dt.datetime, *, action: str = "record.read", outcome: str = "allowed",
-            reasons: list[str] | None = None, nhs: str | None = None, plant: str | None = None) -> AuditEvent:
+    def add(
+        self,
+        sub: str | None,
+        at: dt.datetime,
+        *,
+        action: str = "record.read",
+        outcome: str = "allowed",
+        reasons: list[str] | None = None,
+        nhs: str | None = None,
+        plant: str | None = None,
+    ) -> AuditEvent:
         name, service = STAFF[sub] if sub else (None, None)
-        statuses = {"allowed": (200, None), "denied": (403, "access-denied"), "no-matching-record": (404, "no-matching-record"),
-                    "unauthenticated": (401, "token-missing")}
+        statuses = {
+            "allowed": (200, None),
+            "denied": (403, "access-denied"),
+            "no-matching-record": (404, "no-matching-record"),
+            "unauthenticated": (401, "token-missing"),
+        }
         status, code = statuses[outcome]
         event = AuditEvent(
-            decision_id=str(uuid.uuid4()), time=at.isoformat(timespec="microseconds").replace("+00:00", "Z"), action=action,
-            outcome=outcome, http_status=status, error_code=code, subject_id=sub, subject_name=name, care_service=service,
-            access_level="senior_carer" if sub else None, reason_for_request="directcare" if sub else None, client="10.0.0.7",
-            nhs_number=nhs, reasons=reasons or [], policy_revision="sha256-test",
+            decision_id=str(uuid.uuid4()),
+            time=at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            action=action,
+            outcome=outcome,
+            http_status=status,
+            error_code=code,
+            subject_id=sub,
+            subject_name=name,
+            care_service=service,
+            access_level="senior_carer" if sub else None,
+            reason_for_request="directcare" if sub else None,
+            client="10.0.0.7",
+            nhs_number=nhs,
+            reasons=reasons or [],
+            policy_revision="sha256-test",
         )
         self.events.append(event)
         if plant:
@@ -106,25 +145,54 @@ def generate(path: Path, checkpoint_key: Path) -> tuple[dict[str, set[int]], dic
             if day == DAY and sub in planted_today:
                 continue  # their planted rows only, so the expected rows are exact
             if rng.random() < 0.3:  # a mistyped NHS number
-                log.add(sub, _at(day, 9) + dt.timedelta(seconds=rng.randint(0, 8 * 3600 - 1)), outcome="no-matching-record",
-                        nhs=UNMATCHED)
+                log.add(
+                    sub,
+                    _at(day, 9) + dt.timedelta(seconds=rng.randint(0, 8 * 3600 - 1)),
+                    outcome="no-matching-record",
+                    nhs=UNMATCHED,
+                )
             if rng.random() < 0.3:  # a section they may not see
-                log.add(sub, _at(day, 9) + dt.timedelta(seconds=rng.randint(0, 8 * 3600 - 1)), outcome="denied",
-                        reasons=["section_unknown"], nhs=rng.choice(own))
+                log.add(
+                    sub,
+                    _at(day, 9) + dt.timedelta(seconds=rng.randint(0, 8 * 3600 - 1)),
+                    outcome="denied",
+                    reasons=["section_unknown"],
+                    nhs=rng.choice(own),
+                )
     # Requests that end before anyone is known (no token), at night: no staff member, no alert.
     log.add(None, _at(DAY, 3, 10), outcome="unauthenticated")
     # Half an hour without a roster (the platform's failure, not the staff member's): no alert.
     for minute in range(0, 31, 6):
-        log.add("VM101-staff-001", _at(DAY, 12, minute), outcome="denied", reasons=["roster_not_loaded"], nhs=next(iter(ROSTER["VM101"])))
+        log.add(
+            "VM101-staff-001",
+            _at(DAY, 12, minute),
+            outcome="denied",
+            reasons=["roster_not_loaded"],
+            nhs=next(iter(ROSTER["VM101"])),
+        )
 
     # 1. identifier probing: three unmatched NHS numbers and a resident of another home in 25 minutes.
     for minute in (0, 7, 15):
-        log.add("VM101-staff-002", _at(DAY, 14, minute), outcome="no-matching-record", nhs=UNMATCHED, plant="identifier_probing")
-    log.add("VM101-staff-002", _at(DAY, 14, 25), outcome="denied", reasons=["no_legitimate_relationship"],
-            nhs=_number("VM102", "Singh"), plant="identifier_probing")
+        log.add(
+            "VM101-staff-002",
+            _at(DAY, 14, minute),
+            outcome="no-matching-record",
+            nhs=UNMATCHED,
+            plant="identifier_probing",
+        )
+    log.add(
+        "VM101-staff-002",
+        _at(DAY, 14, 25),
+        outcome="denied",
+        reasons=["no_legitimate_relationship"],
+        nhs=_number("VM102", "Singh"),
+        plant="identifier_probing",
+    )
     # 2. out of hours: 05:30 and 22:15.
     log.add("VM101-staff-003", _at(DAY, 5, 30), nhs=next(iter(ROSTER["VM101"])), plant="out_of_hours")
-    log.add("VM101-staff-003", _at(DAY, 22, 15), action="menu.read", nhs=next(iter(ROSTER["VM101"])), plant="out_of_hours")
+    log.add(
+        "VM101-staff-003", _at(DAY, 22, 15), action="menu.read", nhs=next(iter(ROSTER["VM101"])), plant="out_of_hours"
+    )
     # 3. a resident with the staff member's surname, at her own home.
     log.add("VM101-staff-004", _at(DAY, 11, 0), nhs=_number("VM101", "Whitaker"), plant="same_surname")
     # 4. unusual volume: 50 more records than the usual ten or so, in office hours.
@@ -132,8 +200,14 @@ def generate(path: Path, checkpoint_key: Path) -> tuple[dict[str, set[int]], dic
         log.add("VM102-staff-001", _at(DAY, 10) + dt.timedelta(minutes=5 * i), nhs=rng.choice(list(ROSTER["VM102"])))
     # 5. repeated denials: six refusals in 40 minutes.
     for minute in range(0, 41, 8):
-        log.add("VM102-staff-002", _at(DAY, 15, minute), outcome="denied", reasons=["access_level_no_access"],
-                nhs=next(iter(ROSTER["VM102"])), plant="repeated_denials")
+        log.add(
+            "VM102-staff-002",
+            _at(DAY, 15, minute),
+            outcome="denied",
+            reasons=["access_level_no_access"],
+            nhs=next(iter(ROSTER["VM102"])),
+            plant="repeated_denials",
+        )
 
     log.events.sort(key=lambda e: e.time)
     store = AuditStore(path, checkpoint_key=checkpoint_key)
@@ -141,11 +215,13 @@ def generate(path: Path, checkpoint_key: Path) -> tuple[dict[str, set[int]], dic
         seqs = store.append_many(log.events)
     finally:
         store.close()
-    by_id = {e.decision_id: seq for e, seq in zip(log.events, seqs)}
+    by_id = {e.decision_id: seq for e, seq in zip(log.events, seqs, strict=False)}
     expected = {pattern: {by_id[i] for i in ids} for pattern, ids in log.planted.items()}
     # Unusual volume: every request VM102-staff-001 made that day, the usual ones too.
     expected["unusual_volume"] = {
-        by_id[e.decision_id] for e in log.events if e.subject_id == "VM102-staff-001" and e.time.startswith(DAY.isoformat())
+        by_id[e.decision_id]
+        for e in log.events
+        if e.subject_id == "VM102-staff-001" and e.time.startswith(DAY.isoformat())
     }
     return expected, by_id
 
@@ -164,7 +240,11 @@ def policy_bundle(run_dir: Path, bundle_revision: str) -> Path:
 
 def _published(roster: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """The roster as the care app publishes it (bundles/roster.py)."""
-    return {"care_services": {ods: [{"nhs_number": n, **user} for n, user in users.items()] for ods, users in roster.items()}}
+    return {
+        "care_services": {
+            ods: [{"nhs_number": n, **user} for n, user in users.items()] for ods, users in roster.items()
+        }
+    }
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +259,13 @@ def _unsigned_roster(work: Path, opa_bin: str) -> Path:
     stage = work / "bundle"
     (stage / "roster").mkdir(parents=True)
     (stage / ".manifest").write_text(json.dumps({"roots": ["roster"]}))
-    (stage / "roster" / "data.json").write_text(json.dumps({"revision": "roster-sha256-unsigned", "care_services": ROSTER}))
+    (stage / "roster" / "data.json").write_text(
+        json.dumps({"revision": "roster-sha256-unsigned", "care_services": ROSTER})
+    )
     out = work / "roster.tar.gz"
-    subprocess.run([opa_bin, "build", "--bundle", ".", "--output", str(out)], check=True, cwd=stage, capture_output=True)
+    subprocess.run(
+        [opa_bin, "build", "--bundle", ".", "--output", str(out)], check=True, cwd=stage, capture_output=True
+    )
     return out
 
 
@@ -193,8 +277,19 @@ def _alerts(db: Path, bundle: Path, opa_bin: str, *args: str) -> tuple[int, Any,
 def test_alerts_find_each_planted_pattern_and_nothing_else(planted, policy_bundle, roster_bundle, opa_bin):
     db, expected = planted
     roster, revision = roster_bundle
-    code, out, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(roster),
-                             "--since", "2026-11-29", "--until", "2026-11-29", "--format", "json")
+    code, out, err = _alerts(
+        db,
+        policy_bundle,
+        opa_bin,
+        "--roster",
+        str(roster),
+        "--since",
+        "2026-11-29",
+        "--until",
+        "2026-11-29",
+        "--format",
+        "json",
+    )
     assert code == 1, err
     report = json.loads(out)
     found = {a["rule"]: a for a in report["alerts"]}
@@ -210,7 +305,11 @@ def test_alerts_find_each_planted_pattern_and_nothing_else(planted, policy_bundl
     assert [a["severity"] for a in report["alerts"]] == ["high", "high", "medium", "medium", "low"]
     assert report["roster_revision"] == revision and revision.startswith("roster-sha256-")
     assert report["policy_revision"] and report["policy_revision"].startswith("sha256-")
-    assert report["window"] == {"since": "2026-11-29T00:00:00.000000Z", "until": "2026-11-30T00:00:00.000000Z", "time_zone": "Europe/London"}
+    assert report["window"] == {
+        "since": "2026-11-29T00:00:00.000000Z",
+        "until": "2026-11-30T00:00:00.000000Z",
+        "time_zone": "Europe/London",
+    }
     assert report["history_since"] == "2026-11-01T00:00:00.000000Z" and report["history_buckets"] > 0
     assert found["unusual_volume"]["count"] >= 58
     assert not NHS_PATTERN.search(json.dumps(found)), "an alert names a resident"
@@ -218,8 +317,19 @@ def test_alerts_find_each_planted_pattern_and_nothing_else(planted, policy_bundl
 
 def test_an_ordinary_day_has_no_alerts(planted, policy_bundle, roster_bundle, opa_bin):
     db, _ = planted
-    code, out, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(roster_bundle[0]),
-                             "--since", "2026-11-28", "--until", "2026-11-28", "--format", "json")
+    code, out, err = _alerts(
+        db,
+        policy_bundle,
+        opa_bin,
+        "--roster",
+        str(roster_bundle[0]),
+        "--since",
+        "2026-11-28",
+        "--until",
+        "2026-11-28",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     assert json.loads(out)["alerts"] == []
     assert json.loads(out)["rows"] > 50
@@ -228,15 +338,30 @@ def test_an_ordinary_day_has_no_alerts(planted, policy_bundle, roster_bundle, op
 def test_the_table_names_rules_staff_and_rows_but_no_resident(planted, policy_bundle, roster_bundle, opa_bin):
     db, expected = planted
     roster, revision = roster_bundle
-    code, out, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(roster), "--since", "2026-11-29T00:00:00Z",
-                             "--until", "2026-11-30T00:00:00Z")
+    code, out, err = _alerts(
+        db,
+        policy_bundle,
+        opa_bin,
+        "--roster",
+        str(roster),
+        "--since",
+        "2026-11-29T00:00:00Z",
+        "--until",
+        "2026-11-30T00:00:00Z",
+    )
     assert code == 1
     assert "5 alerts" in err
     lines = out.splitlines()
     assert f"roster {revision}" in lines[0]
     header = next(i for i, line in enumerate(lines) if line.startswith("severity"))
-    body = lines[header + 2:]
-    assert [line.split()[1] for line in body] == ["same_surname", "identifier_probing", "unusual_volume", "repeated_denials", "out_of_hours"]
+    body = lines[header + 2 :]
+    assert [line.split()[1] for line in body] == [
+        "same_surname",
+        "identifier_probing",
+        "unusual_volume",
+        "repeated_denials",
+        "out_of_hours",
+    ]
     assert "VM101-staff-004 (Dee Whitaker)" in out
     assert ", ".join(str(s) for s in sorted(expected["identifier_probing"])) in out
     assert not NHS_PATTERN.search(out)
@@ -248,10 +373,14 @@ def test_the_table_names_rules_staff_and_rows_but_no_resident(planted, policy_bu
 
 def test_without_a_roster_the_same_surname_rule_finds_nothing(planted, policy_bundle, opa_bin):
     db, expected = planted
-    code, out, _ = _alerts(db, policy_bundle, opa_bin, "--since", "2026-11-29", "--until", "2026-11-29", "--format", "json")
+    code, out, _ = _alerts(
+        db, policy_bundle, opa_bin, "--since", "2026-11-29", "--until", "2026-11-29", "--format", "json"
+    )
     assert code == 1
     report = json.loads(out)
-    assert {a["rule"]: set(a["seqs"]) for a in report["alerts"]} == {k: v for k, v in expected.items() if k != "same_surname"}
+    assert {a["rule"]: set(a["seqs"]) for a in report["alerts"]} == {
+        k: v for k, v in expected.items() if k != "same_surname"
+    }
     assert report["roster_revision"] is None
 
 
@@ -283,6 +412,18 @@ def test_an_unsigned_roster_is_refused_unless_told(planted, policy_bundle, opa_b
     unsigned = _unsigned_roster(tmp_path, opa_bin)
     code, _, err = _alerts(db, policy_bundle, opa_bin, "--roster", str(unsigned), "--since", "2026-11-29")
     assert code == 2 and "roster" in err, err
-    code, out, _ = _alerts(db, policy_bundle, opa_bin, "--roster", str(unsigned), "--skip-verify",
-                           "--since", "2026-11-29", "--until", "2026-11-29", "--format", "json")
+    code, out, _ = _alerts(
+        db,
+        policy_bundle,
+        opa_bin,
+        "--roster",
+        str(unsigned),
+        "--skip-verify",
+        "--since",
+        "2026-11-29",
+        "--until",
+        "2026-11-29",
+        "--format",
+        "json",
+    )
     assert code == 1 and json.loads(out)["roster_revision"] == "roster-sha256-unsigned"

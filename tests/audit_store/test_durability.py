@@ -26,14 +26,30 @@ def backend() -> str:
     """SQLite only: SQLite files (the PostgreSQL fleet: tests/hardening/test_fleet.py)."""
     return "sqlite"
 
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def writer(db: Path, key: Path, name: str, rows: int, threads: int = 4) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.audit_store.writer", str(db), "--name", name, "--rows", str(rows),
-         "--threads", str(threads), "--key", str(key)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.audit_store.writer",
+            str(db),
+            "--name",
+            name,
+            "--rows",
+            str(rows),
+            "--threads",
+            str(threads),
+            "--key",
+            str(key),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -127,7 +143,9 @@ def test_gunicorn_workers_keep_one_valid_chain(served, token, checkpoint_key):
     tokens = [token(level) for level in ("admin", "senior_carer", "registered_manager", "no_access")]
 
     def one(i: int) -> str:
-        r = requests.post(f"{sidecar.url}/v1/menu", json=MENU_BODY, headers={"Authorization": f"Bearer {tokens[i % 4]}"}, timeout=10)
+        r = requests.post(
+            f"{sidecar.url}/v1/menu", json=MENU_BODY, headers={"Authorization": f"Bearer {tokens[i % 4]}"}, timeout=10
+        )
         assert r.status_code == 200
         return r.headers["X-Decision-Id"]
 
@@ -149,7 +167,12 @@ def test_kill_9_of_the_serving_processes_loses_no_answered_request(served, token
         with requests.Session() as session:
             while not stop.is_set():
                 try:
-                    r = session.post(f"{sidecar.url}/v1/menu", json=MENU_BODY, headers={"Authorization": f"Bearer {bearer}"}, timeout=5)
+                    r = session.post(
+                        f"{sidecar.url}/v1/menu",
+                        json=MENU_BODY,
+                        headers={"Authorization": f"Bearer {bearer}"},
+                        timeout=5,
+                    )
                 except requests.RequestException:
                     return  # the server is gone
                 answered.append(r.headers["X-Decision-Id"])

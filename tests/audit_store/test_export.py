@@ -37,15 +37,25 @@ def test_csv_round_trips(synthetic_log):
 
 @pytest.mark.parametrize(
     "outcome, status, code",
-    [("allowed", 200, "0"), ("denied", 403, "4"), ("no-matching-record", 404, "4"), ("unauthenticated", 401, "4"),
-     ("invalid-request", 400, "4"), ("failed", 503, "8"), ("failed", 502, "8"), ("failed", 500, "12")],
+    [
+        ("allowed", 200, "0"),
+        ("denied", 403, "4"),
+        ("no-matching-record", 404, "4"),
+        ("unauthenticated", 401, "4"),
+        ("invalid-request", 400, "4"),
+        ("failed", 503, "8"),
+        ("failed", 502, "8"),
+        ("failed", 500, "12"),
+    ],
 )
 def test_fhir_outcome_codes(outcome, status, code):
     assert export.fhir_outcome({"outcome": outcome, "http_status": status}) == code
 
 
 def test_fhir_audit_event_follows_balp_patient_read(synthetic_log):
-    row = next(r for r in queries.iter_rows(synthetic_log) if r["outcome"] == "allowed" and r["action"] == "record.read")
+    row = next(
+        r for r in queries.iter_rows(synthetic_log) if r["outcome"] == "allowed" and r["action"] == "record.read"
+    )
     event = export.to_fhir(row)
     assert event["resourceType"] == "AuditEvent" and event["id"] == row["decision_id"]
     assert event["type"]["code"] == "rest" and event["subtype"][0]["code"] == "read" and event["action"] == "R"
@@ -56,7 +66,10 @@ def test_fhir_audit_event_follows_balp_patient_read(synthetic_log):
     assert user["role"][0]["text"] == row["access_level"]
     assert user["purposeOfUse"][0]["coding"][0]["code"] == "TREAT"
     org = event["agent"][1]
-    assert org["who"]["identifier"] == {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": row["care_service"]}
+    assert org["who"]["identifier"] == {
+        "system": "https://fhir.nhs.uk/Id/ods-organization-code",
+        "value": row["care_service"],
+    }
     patient = event["entity"][0]
     assert patient["what"]["identifier"] == {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": row["nhs_number"]}
     assert patient["type"]["code"] == "1" and patient["role"]["code"] == "1"
@@ -69,7 +82,16 @@ def test_fhir_audit_event_follows_balp_patient_read(synthetic_log):
 
 
 def test_fhir_for_a_request_that_never_got_an_identity():
-    event = export.to_fhir({"decision_id": "d", "time": "t", "action": "record.read", "outcome": "unauthenticated", "http_status": 401, "error_code": "token-expired"})
+    event = export.to_fhir(
+        {
+            "decision_id": "d",
+            "time": "t",
+            "action": "record.read",
+            "outcome": "unauthenticated",
+            "http_status": 401,
+            "error_code": "token-expired",
+        }
+    )
     assert event["outcome"] == "4" and "token-expired" in event["outcomeDesc"]
     assert event["agent"][0]["who"] == {"display": "unauthenticated caller"}
     assert event["meta"]["profile"][0].endswith("IHE.BasicAudit.Read")
@@ -78,7 +100,9 @@ def test_fhir_for_a_request_that_never_got_an_identity():
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "fhir"])
 def test_cli_export(synthetic_log, tmp_path, fmt):
     out = tmp_path / f"out.{fmt}"
-    result = CliRunner().invoke(cli, ["export", "--db", str(synthetic_log), "--format", fmt, "-o", str(out), "--service", "VM101"])
+    result = CliRunner().invoke(
+        cli, ["export", "--db", str(synthetic_log), "--format", fmt, "-o", str(out), "--service", "VM101"]
+    )
     assert result.exit_code == 0, result.output
     text = out.read_text()
     expected = sum(1 for r in queries.iter_rows(synthetic_log) if r["care_service"] == "VM101")

@@ -23,7 +23,7 @@ def backend() -> str:
 
 ODD_ROWS = [
     event(0),
-    event(1, subject_name="Zoë Ünal \u2603 \U0001F600", client="a\"b\\c\n\t\x00\x1f"),
+    event(1, subject_name="Zoë Ünal \u2603 \U0001f600", client='a"b\\c\n\t\x00\x1f'),
     event(2, latency_ms=-0.0, resources_returned=2**63 - 1, http_status=True, shadow_diverged=1),
     event(3, latency_ms=1e100, error_code=None, nhs_number=None, opa_input={"ü": [1.5, None, {"b": 1, "a": "\u2028"}]}),
     event(4, latency_ms=float("nan"), reasons=["x"] * 50, sections_returned={"z": 1, "a": 2}),
@@ -34,7 +34,7 @@ ODD_ROWS = [
 @pytest.mark.parametrize("row", ODD_ROWS, ids=range(len(ODD_ROWS)))
 def test_the_writers_content_text_and_prefix_hash_match_the_chain_definitions(row):
     values, content, prefix = prepare(row)
-    stored = dict(zip(chain.CONTENT_NAMES, values))
+    stored = dict(zip(chain.CONTENT_NAMES, values, strict=False))
     assert content == chain.content_json(stored)
     for seq, prev in ((1, chain.GENESIS), (123456789, "ab" * 32)):
         assert chain.row_hash_after(prefix, seq, prev) == chain.row_hash(seq, prev, content)
@@ -88,8 +88,14 @@ def test_the_lookup_table_follows_the_log_in_bulk(make_store):
     [
         pytest.param(f"UPDATE {LOOKUP} SET nhs_number = 'x' WHERE seq = 1", id="update"),
         pytest.param(f"DELETE FROM {LOOKUP} WHERE seq = 1", id="delete"),
-        pytest.param(f"INSERT INTO {LOOKUP} (seq, time, outcome, nhs_number) SELECT seq, time, outcome, 'other' FROM decisions WHERE seq = 6", id="not-a-copy"),
-        pytest.param(f"INSERT INTO {LOOKUP} SELECT {', '.join(LOOKUP_COLUMNS)} FROM decisions WHERE seq = 7", id="skips-a-row"),
+        pytest.param(
+            f"INSERT INTO {LOOKUP} (seq, time, outcome, nhs_number) SELECT seq, time, outcome, 'other' FROM "
+            "decisions WHERE seq = 6",
+            id="not-a-copy",
+        ),
+        pytest.param(
+            f"INSERT INTO {LOOKUP} SELECT {', '.join(LOOKUP_COLUMNS)} FROM decisions WHERE seq = 7", id="skips-a-row"
+        ),
         pytest.param(f"INSERT INTO {LOOKUP} (seq, time, outcome) VALUES (99, 't', 'allowed')", id="no-such-row"),
         pytest.param(f"INSERT OR REPLACE INTO {LOOKUP} SELECT * FROM {LOOKUP} WHERE seq = 1", id="replace"),
     ],
@@ -111,7 +117,14 @@ def test_the_lookup_table_refuses_anything_but_copying_the_next_row(make_store, 
 def test_queries_find_rows_in_the_lookup_table_and_in_its_tail(make_store, lookup_every):
     store = make_store(lookup_every=lookup_every, checkpoint_every=0)
     for i in range(40):
-        store.append(event(i, nhs_number=f"99900000{i % 4}8", subject_id=f"staff-{i % 3}", outcome="denied" if i % 5 == 0 else "allowed"))
+        store.append(
+            event(
+                i,
+                nhs_number=f"99900000{i % 4}8",
+                subject_id=f"staff-{i % 3}",
+                outcome="denied" if i % 5 == 0 else "allowed",
+            )
+        )
     log = list(store.rows())
     nhs = log[0]["nhs_number"]
     got = [r["seq"] for r in queries.who_accessed(store, nhs, limit=1000)["rows"]]
@@ -120,7 +133,9 @@ def test_queries_find_rows_in_the_lookup_table_and_in_its_tail(make_store, looku
     assert got == [r["seq"] for r in log if r["subject_id"] == "staff-1" and r["time"] >= log[5]["time"]]
     got = [r["seq"] for r in queries.denials(store, limit=1000, newest_first=True)["rows"]]
     assert got == [r["seq"] for r in reversed(log) if r["outcome"] == "denied"]
-    assert queries.count(store, queries.Filters.make(subject_id="staff-2")) == sum(r["subject_id"] == "staff-2" for r in log)
+    assert queries.count(store, queries.Filters.make(subject_id="staff-2")) == sum(
+        r["subject_id"] == "staff-2" for r in log
+    )
 
 
 def test_a_store_with_the_indexes_on_the_log_is_migrated(tmp_path, checkpoint_key):
@@ -131,7 +146,10 @@ def test_a_store_with_the_indexes_on_the_log_is_migrated(tmp_path, checkpoint_ke
     store = AuditStore(path, checkpoint_key=checkpoint_key)
     store.close()
     conn = sqlite3.connect(path)
-    indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'decisions'")}
+    indexes = {
+        name
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'decisions'")
+    }
     conn.close()
     assert indexes == {"idx_decisions_decision_id"}
 

@@ -37,7 +37,15 @@ def test_who_accessed_a_resident_pages_through_every_request(synthetic_log):
     got = pages(queries.who_accessed, synthetic_log, f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}")
     assert [r["seq"] for r in got] == expected and len(expected) > 5
     first = got[0]
-    assert {"subject_id", "subject_name", "care_service", "access_level", "time", "outcome", "sections_returned"} <= first.keys()
+    assert {
+        "subject_id",
+        "subject_name",
+        "care_service",
+        "access_level",
+        "time",
+        "outcome",
+        "sections_returned",
+    } <= first.keys()
     assert "opa_input" not in first  # summary rows; detail=True adds the decision itself
     assert isinstance(first["reasons"], list)
 
@@ -62,8 +70,12 @@ def test_a_date_alone_covers_the_whole_day(synthetic_log):
 def test_staff_and_service_activity(synthetic_log):
     rows = all_rows(synthetic_log)
     sub = rows[3]["subject_id"]
-    assert [r["seq"] for r in pages(queries.staff_activity, synthetic_log, sub)] == [r["seq"] for r in rows if r["subject_id"] == sub]
-    assert [r["seq"] for r in pages(queries.service_activity, synthetic_log, "VM401")] == [r["seq"] for r in rows if r["care_service"] == "VM401"]
+    assert [r["seq"] for r in pages(queries.staff_activity, synthetic_log, sub)] == [
+        r["seq"] for r in rows if r["subject_id"] == sub
+    ]
+    assert [r["seq"] for r in pages(queries.service_activity, synthetic_log, "VM401")] == [
+        r["seq"] for r in rows if r["care_service"] == "VM401"
+    ]
 
 
 def test_denials_all_and_by_reason(synthetic_log):
@@ -78,7 +90,9 @@ def test_denials_all_and_by_reason(synthetic_log):
 def test_newest_first_pages_backwards(synthetic_log):
     page = queries.staff_activity(synthetic_log, all_rows(synthetic_log)[0]["subject_id"], newest_first=True, limit=2)
     assert page["rows"][0]["seq"] > page["rows"][1]["seq"]
-    following = queries.staff_activity(synthetic_log, page["rows"][0]["subject_id"], newest_first=True, limit=2, before_seq=page["next_before_seq"])
+    following = queries.staff_activity(
+        synthetic_log, page["rows"][0]["subject_id"], newest_first=True, limit=2, before_seq=page["next_before_seq"]
+    )
     assert following["rows"][0]["seq"] < page["rows"][1]["seq"]
 
 
@@ -120,7 +134,10 @@ def test_cli_refuses_a_missing_store(tmp_path):
     assert result.exit_code == 2 and "no audit store" in result.output
 
 
-@pytest.mark.parametrize("command", ["verify", "who-accessed", "staff", "service", "denials", "export", "checkpoint", "replay", "impact", "migrate"])
+@pytest.mark.parametrize(
+    "command",
+    ["verify", "who-accessed", "staff", "service", "denials", "export", "checkpoint", "replay", "impact", "migrate"],
+)
 def test_every_command_has_help_with_an_example(command):
     result = CliRunner().invoke(cli, [command, "--help"])
     assert result.exit_code == 0 and "Example" in result.output and "--db" in result.output
@@ -132,4 +149,6 @@ def test_who_accessed_within_one_care_service(synthetic_log):
     nhs = rows[10]["nhs_number"]
     service = rows[10]["care_service"]
     got = pages(queries.who_accessed, synthetic_log, nhs, care_service=service)
-    assert [r["seq"] for r in got] == [r["seq"] for r in rows if r["nhs_number"] == nhs and r["care_service"] == service]
+    assert [r["seq"] for r in got] == [
+        r["seq"] for r in rows if r["nhs_number"] == nhs and r["care_service"] == service
+    ]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audit_store import queries, replay as rp
+from audit_store import queries
+from audit_store import replay as rp
 from audit_store.cli import cli
 from audit_store.queries import Filters
 from bundles.build import DEFAULT_KEY_ID, DEV_VERIFICATION_KEY
@@ -43,7 +44,11 @@ def test_a_log_made_by_the_sidecar_replays_100_percent(client, token, app, archi
                 for body in (FULL, SMALL, {**FULL, "sections": ["alerts", "mental_health"]}):
                     client.post(path, json=body, headers={"Authorization": f"Bearer {token(level, org=org)}"})
     client.post("/v1/record", json=FULL)  # no token: ends before the policy is asked
-    client.post("/v1/record", json={"nhs_number": "1234567890", "dob": "1938-04-12"}, headers={"Authorization": f"Bearer {token('admin')}"})
+    client.post(
+        "/v1/record",
+        json={"nhs_number": "1234567890", "dob": "1938-04-12"},
+        headers={"Authorization": f"Bearer {token('admin')}"},
+    )
     report = run_replay(Path(app.config["AUDIT_DB"]), archive, opa_bin)
     assert report.diverged == 0, report.as_dict()["divergences"]
     # A token without lcr_access_level is refused (401) before the policy is asked.
@@ -68,8 +73,16 @@ def test_a_generated_log_replays_100_percent(synthetic_log, archive, opa_bin, de
 
 def test_unreplayable_decisions_are_counted_with_their_reason(make_store, archive, bundle_revision, opa_bin):
     store = make_store()
-    decided = {"subject": {"lcr_access_level": "admin", "requesting_organization": "VM101", "reason_for_request": "directcare"},
-               "patient": FULL, "action": "menu.read", "sections": []}
+    decided = {
+        "subject": {
+            "lcr_access_level": "admin",
+            "requesting_organization": "VM101",
+            "reason_for_request": "directcare",
+        },
+        "patient": FULL,
+        "action": "menu.read",
+        "sections": [],
+    }
     store.append(event(0, policy_revision="sha256-00000000000000000000"))
     store.append(event(1, opa_input=None, opa_result=None))
     store.append(event(2, opa_result=None))
@@ -77,17 +90,22 @@ def test_unreplayable_decisions_are_counted_with_their_reason(make_store, archiv
     store.append(event(4, policy_revision=bundle_revision, opa_input=decided, opa_result=None))
     report = run_replay(store, archive, opa_bin)
     assert report.reproduced == report.diverged == 0
-    assert report.unreplayable == Counter({
-        f"revision sha256-00000000000000000000 is not in the archive ({archive})": 1,
-        rp.NO_INPUT: 1,
-        rp.NO_RESULT: 2,
-        rp.NO_REVISION: 1,
-    })
+    assert report.unreplayable == Counter(
+        {
+            f"revision sha256-00000000000000000000 is not in the archive ({archive})": 1,
+            rp.NO_INPUT: 1,
+            rp.NO_RESULT: 2,
+            rp.NO_REVISION: 1,
+        }
+    )
 
 
 def test_a_diverging_decision_is_reported_with_its_reason(log_copy, archive, opa_bin, tmp_path):
     conn = raw(log_copy)
-    seq, result = conn.execute("SELECT seq, opa_result FROM decisions WHERE outcome = 'allowed' AND access_level = 'admin' ORDER BY seq LIMIT 1").fetchone()
+    seq, result = conn.execute(
+        "SELECT seq, opa_result FROM decisions WHERE outcome = 'allowed' AND access_level = 'admin' ORDER BY seq "
+        "LIMIT 1"
+    ).fetchone()
     forged = json.loads(result)
     forged["sections"] = sorted(forged["sections"] + ["mental_health"])
     conn.execute("UPDATE decisions SET opa_result = ? WHERE seq = ?", (json.dumps(forged), seq))
@@ -97,8 +115,21 @@ def test_a_diverging_decision_is_reported_with_its_reason(log_copy, archive, opa
     [divergence] = report.divergences.values()
     assert divergence.first_seq == seq and divergence.reason == "sections -mental_health"
     details = tmp_path / "diverged.jsonl"
-    result = CliRunner().invoke(cli, ["replay", "--db", str(log_copy), "--archive", str(archive), "--opa", opa_bin,
-                                      "--details", str(details), "--no-progress"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            "--db",
+            str(log_copy),
+            "--archive",
+            str(archive),
+            "--opa",
+            opa_bin,
+            "--details",
+            str(details),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert "sections -mental_health" in result.output
     [line] = details.read_text().splitlines()
@@ -133,12 +164,17 @@ def remove_section(candidate: Path, level: str, section: str) -> None:
     data_file.write_text(json.dumps(data))
 
 
-def test_impact_of_removing_alerts_from_admin_is_exactly_the_admins_alerts(synthetic_log, archive, bundle_revision, opa_bin, tmp_path):
+def test_impact_of_removing_alerts_from_admin_is_exactly_the_admins_alerts(
+    synthetic_log, archive, bundle_revision, opa_bin, tmp_path
+):
     candidate = candidate_from_archive(archive, bundle_revision, tmp_path / "candidate")
     remove_section(candidate, "admin", "alerts")
     expected: Counter[tuple[str, str, str, str]] = Counter()
     narrowed = 0
-    for row in select(synthetic_log, "SELECT access_level, care_service, opa_result, sections_requested FROM decisions WHERE opa_result IS NOT NULL"):
+    for row in select(
+        synthetic_log,
+        "SELECT access_level, care_service, opa_result, sections_requested FROM decisions WHERE opa_result IS NOT NULL",
+    ):
         level, service, requested = row["access_level"], row["care_service"], row["sections_requested"]
         result = json.loads(row["opa_result"])
         if level == "admin" and result["allow"] and "alerts" in result["sections"]:
@@ -152,8 +188,24 @@ def test_impact_of_removing_alerts_from_admin_is_exactly_the_admins_alerts(synth
     assert (report.narrowed, report.widened, report.mixed) == (narrowed, 0, 0)
     assert report.evaluated == report.unchanged + report.narrowed + report.other
 
-    out = CliRunner().invoke(cli, ["impact", "--db", str(synthetic_log), "--candidate", str(candidate), "--opa", opa_bin, "--archive", str(archive),
-                                   "--format", "csv", "--fail-on-change", "--no-progress"])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "impact",
+            "--db",
+            str(synthetic_log),
+            "--candidate",
+            str(candidate),
+            "--opa",
+            opa_bin,
+            "--archive",
+            str(archive),
+            "--format",
+            "csv",
+            "--fail-on-change",
+            "--no-progress",
+        ],
+    )
     assert out.exit_code == 1, out.output
     lines = out.stdout.splitlines()
     assert lines[0] == "access_level,care_service,section,change,decisions"
@@ -162,8 +214,24 @@ def test_impact_of_removing_alerts_from_admin_is_exactly_the_admins_alerts(synth
 
 def test_impact_of_an_unchanged_candidate_is_nothing(synthetic_log, archive, bundle_revision, opa_bin, tmp_path):
     candidate = candidate_from_archive(archive, bundle_revision, tmp_path / "same")
-    out = CliRunner().invoke(cli, ["impact", "--db", str(synthetic_log), "--candidate", str(candidate), "--opa", opa_bin, "--archive", str(archive),
-                                   "--format", "json", "--fail-on-change", "--no-progress"])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "impact",
+            "--db",
+            str(synthetic_log),
+            "--candidate",
+            str(candidate),
+            "--opa",
+            opa_bin,
+            "--archive",
+            str(archive),
+            "--format",
+            "json",
+            "--fail-on-change",
+            "--no-progress",
+        ],
+    )
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
     assert report["changed"] == 0 and report["changes"] == [] and report["unchanged"] == report["evaluated"] > 1900
@@ -185,5 +253,7 @@ def test_a_candidate_that_does_not_build_is_a_clear_error(synthetic_log, tmp_pat
     (broken / "lcr").mkdir(parents=True)
     (broken / ".manifest").write_text('{"roots": ["lcr"]}')
     (broken / "lcr" / "x.rego").write_text("package lcr.access\n\ndecision := {")
-    out = CliRunner().invoke(cli, ["impact", "--db", str(synthetic_log), "--candidate", str(broken), "--opa", opa_bin, "--no-progress"])
+    out = CliRunner().invoke(
+        cli, ["impact", "--db", str(synthetic_log), "--candidate", str(broken), "--opa", opa_bin, "--no-progress"]
+    )
     assert out.exit_code == 2 and "does not build" in out.output

@@ -10,9 +10,9 @@ import pytest
 import sqlite_utils
 
 from audit_store import AuditStore, AuditWriteError, chain, queries
+from audit_store.checkpoints import load_public_keys
 from audit_store.store import migrations
 from audit_store.verify import verify
-from audit_store.checkpoints import load_public_keys
 
 from .conftest import event, select
 
@@ -24,7 +24,7 @@ def test_append_returns_consecutive_seqs_and_chains_rows(make_store):
     rows = list(store.rows())
     assert [r["seq"] for r in rows] == seqs
     assert rows[0]["prev_hash"] == chain.GENESIS
-    for before, after in zip(rows, rows[1:]):
+    for before, after in zip(rows, rows[1:], strict=False):
         assert after["prev_hash"] == before["row_hash"]
     assert all(r["row_hash"] == chain.row_hash_of(r) for r in rows)
     assert store.count() == 5 and store.head() == (5, rows[-1]["row_hash"])
@@ -35,7 +35,9 @@ def test_row_hash_is_sha256_of_the_canonical_json_of_the_row(make_store):
     store.append(event(0, subject_name="Zoë Ünal"))
     row = next(store.rows())
     content = {name: row[name] for name in chain.CONTENT_NAMES}
-    canonical = json.dumps({"content": content, "prev_hash": row["prev_hash"], "seq": row["seq"]}, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        {"content": content, "prev_hash": row["prev_hash"], "seq": row["seq"]}, sort_keys=True, separators=(",", ":")
+    )
     import hashlib
 
     assert row["row_hash"] == hashlib.sha256(canonical.encode()).hexdigest()
@@ -50,7 +52,8 @@ def test_row_hash_is_sha256_of_the_canonical_json_of_the_row(make_store):
         pytest.param("UPDATE checkpoints SET seq = 1", id="update-checkpoint"),
         pytest.param("DELETE FROM checkpoints", id="delete-checkpoint"),
         pytest.param(
-            "INSERT INTO decisions (seq, decision_id, time, action, outcome, http_status) VALUES (99, 'x', 't', 'a', 'o', 200)",
+            "INSERT INTO decisions (seq, decision_id, time, action, outcome, http_status) VALUES (99, 'x', 't', 'a', "
+            "'o', 200)",
             id="insert-off-chain",
         ),
         pytest.param(
@@ -88,7 +91,8 @@ PG_CHANGES = [
         id="insert-after-the-wrong-row",
     ),
     pytest.param(
-        "INSERT INTO decisions SELECT * FROM decisions WHERE seq = 1 ON CONFLICT (seq) DO UPDATE SET outcome = 'denied'",
+        "INSERT INTO decisions SELECT * FROM decisions WHERE seq = 1 ON CONFLICT (seq) DO UPDATE SET outcome = "
+        "'denied'",
         id="upsert",
     ),
     pytest.param("INSERT INTO checkpoints VALUES (5, 'not-the-hash', 'sig', 'k', 't')", id="checkpoint-off-chain"),
@@ -101,11 +105,15 @@ def test_postgres_refuses_changes(filled, sql, backend):
     """The sidecar's role has no UPDATE, DELETE or TRUNCATE; the triggers refuse even the owner."""
     import psycopg
 
-    for url, refused in ((filled.url, (psycopg.errors.InsufficientPrivilege, psycopg.errors.RestrictViolation)), (filled.owner_url, psycopg.errors.RestrictViolation)):
+    for url, refused in (
+        (filled.url, (psycopg.errors.InsufficientPrivilege, psycopg.errors.RestrictViolation)),
+        (filled.owner_url, psycopg.errors.RestrictViolation),
+    ):
         with psycopg.connect(url, autocommit=True) as conn:
             with pytest.raises(refused):
                 conn.execute(sql)
     assert filled.count() == 30 and filled.head()[0] == 30
+
 
 def test_group_commit_groups_concurrent_appends(make_store):
     store = make_store(checkpoint_every=0)
@@ -143,7 +151,9 @@ def test_a_failed_commit_fails_every_waiter(make_store, tmp_path, backend):
 
         blocker = psycopg.connect(store.url, autocommit=True)
         blocker.execute("BEGIN")
-        blocker.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))  # another replica holds the chain past the timeout
+        blocker.execute(
+            "SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,)
+        )  # another replica holds the chain past the timeout
     else:
         blocker = sqlite3.connect(store.path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the timeout
@@ -238,9 +248,17 @@ def test_rows_never_hold_the_token_or_record_content(client, token, app):
     """Masking: what is stored is what the decision depended on, never the bearer token or
     the record; disclosure is counts per section and a hash of the response."""
     bearer = token("senior_carer")
-    response = client.post("/v1/record", json={"nhs_number": "9990000018", "dob": "1938-04-12"}, headers={"Authorization": f"Bearer {bearer}"})
+    response = client.post(
+        "/v1/record",
+        json={"nhs_number": "9990000018", "dob": "1938-04-12"},
+        headers={"Authorization": f"Bearer {bearer}"},
+    )
     assert response.status_code == 200
-    client.post("/v1/record", json={"nhs_number": "9990000018", "dob": "1938-04-12"}, headers={"Authorization": "Bearer " + bearer[:-4] + "AAAA"})
+    client.post(
+        "/v1/record",
+        json={"nhs_number": "9990000018", "dob": "1938-04-12"},
+        headers={"Authorization": "Bearer " + bearer[:-4] + "AAAA"},
+    )
     stored = json.dumps(list(app.extensions["lcr"].audit.rows()))
     header, payload, signature = bearer.split(".")
     for secret in (bearer, signature, payload):
@@ -255,7 +273,15 @@ def test_rows_never_hold_the_token_or_record_content(client, token, app):
                 assert given not in stored
     row = list(app.extensions["lcr"].audit.rows())[0]
     assert json.loads(row["sections_returned"]) and len(row["response_sha256"]) == 64
-    assert set(json.loads(row["opa_input"])) == {"subject", "patient", "requested_record", "action", "sections", "request", "history"}
+    assert set(json.loads(row["opa_input"])) == {
+        "subject",
+        "patient",
+        "requested_record",
+        "action",
+        "sections",
+        "request",
+        "history",
+    }
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
@@ -276,10 +302,15 @@ def test_postgres_recent_activity_counts_the_whole_fleets_rows(make_store, backe
     store.append(event(0, subject_id="staff-x", outcome="denied", reasons=["no_relationship"]))
     store.append(event(1, subject_id="staff-x"))
     store.append(event(2, subject_id="staff-y"))
-    assert store.recent_activity("staff-x", "2026-11-25") == {"outcomes": {"denied": 1, "allowed": 1}, "reasons": {"no_relationship": 1}}
+    assert store.recent_activity("staff-x", "2026-11-25") == {
+        "outcomes": {"denied": 1, "allowed": 1},
+        "reasons": {"no_relationship": 1},
+    }
 
 
-def test_postgres_schema_behind_and_no_right_to_migrate_is_not_ready_and_refuses_writes(pg_cluster, checkpoint_key, tmp_path):
+def test_postgres_schema_behind_and_no_right_to_migrate_is_not_ready_and_refuses_writes(
+    pg_cluster, checkpoint_key, tmp_path
+):
     """The sidecar's role may not create the schema: it says so, and fails closed."""
     import psycopg
 
@@ -291,7 +322,9 @@ def test_postgres_schema_behind_and_no_right_to_migrate_is_not_ready_and_refuses
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'lcr_unmigrated'").fetchone()
         if not exists:
             conn.execute("CREATE ROLE lcr_unmigrated LOGIN")
-    store = open_store(pg_cluster.url("lcr_unmigrated", "unmigrated"), checkpoint_key=checkpoint_key, key_anchor=tmp_path / "audit.db")
+    store = open_store(
+        pg_cluster.url("lcr_unmigrated", "unmigrated"), checkpoint_key=checkpoint_key, key_anchor=tmp_path / "audit.db"
+    )
     try:
         verdict = store.writable()
         assert not verdict["ok"] and "lcr-audit migrate" in verdict["detail"]

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -35,6 +35,7 @@ from .conftest import db_arg, event, select
 def backend() -> str:
     """SQLite only: the group is held together by the SQLite writers' lock file."""
     return "sqlite"
+
 
 CLAIM_COLUMNS = ("subject_id", "subject_name", "care_service", "access_level", "reason_for_request")
 
@@ -62,7 +63,9 @@ def verified(store: Any, key: Path) -> None:
         report = verify(conn, load_public_keys([key]), max_unsigned=10**9)
     assert report.ok, report.problems
     assert report.rows == store.count()
-    result = CliRunner().invoke(cli, ["verify", "--db", db_arg(store), "--public-key", str(key), "--max-unsigned", str(10**9)])
+    result = CliRunner().invoke(
+        cli, ["verify", "--db", db_arg(store), "--public-key", str(key), "--max-unsigned", str(10**9)]
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -97,8 +100,13 @@ def together(store: AuditStore, events: list[Any], warm: bool = True) -> list[An
 
 def test_a_lone_surrogate_name_is_stored_escaped_and_its_neighbours_commit(make_store, checkpoint_key):
     store = make_store(checkpoint_every=7)
-    claims = {"sub": "staff-0002", "name": "x\ud800", "requesting_organization": "VM101",
-              "reason_for_request": "directcare", "lcr_access_level": "admin"}
+    claims = {
+        "sub": "staff-0002",
+        "name": "x\ud800",
+        "requesting_organization": "VM101",
+        "reason_for_request": "directcare",
+        "lcr_access_level": "admin",
+    }
     bad = poisoned(1, claims)
     good = [event(i) for i in range(2, 40)]
     commits = store.stats.commits
@@ -221,7 +229,9 @@ def test_a_locked_store_still_fails_the_whole_group_once(make_store):
 # -- fuzz: arbitrary JSON claim values ------------------------------------------------------
 
 _SURROGATES = st.integers(0xD800, 0xDFFF).map(chr)
-_TEXT = st.lists(st.one_of(st.characters(), _SURROGATES, st.sampled_from(["\\", '"', "\x00", "\u2028", "😀"])), max_size=12).map("".join)
+_TEXT = st.lists(
+    st.one_of(st.characters(), _SURROGATES, st.sampled_from(["\\", '"', "\x00", "\u2028", "😀"])), max_size=12
+).map("".join)
 _NUMBERS = st.one_of(
     st.integers(),
     st.integers(min_value=-(2**200), max_value=2**200),
@@ -251,7 +261,9 @@ CLAIMS = st.fixed_dictionaries(
         "requesting_organization": JSON_VALUES,
         "reason_for_request": JSON_VALUES,
         "lcr_access_level": JSON_VALUES,
-        "requesting_practitioner": st.one_of(JSON_VALUES, st.builds(_deep, JSON_VALUES, st.sampled_from([40, 1200, 3000]))),
+        "requesting_practitioner": st.one_of(
+            JSON_VALUES, st.builds(_deep, JSON_VALUES, st.sampled_from([40, 1200, 3000]))
+        ),
         "jti": JSON_VALUES,
     },
 )

@@ -28,7 +28,7 @@ def check(store: Any, key: Any, **kw: Any):
 def rows(conn: Any) -> list[dict[str, Any]]:
     cursor = conn.execute("SELECT * FROM decisions ORDER BY seq")
     names = [d[0] for d in cursor.description]
-    return [dict(zip(names, r)) for r in cursor.fetchall()]
+    return [dict(zip(names, r, strict=False)) for r in cursor.fetchall()]
 
 
 def rechain(conn: Any, start: int = 1) -> None:
@@ -60,7 +60,9 @@ def test_an_edited_row_is_found(filled, checkpoint_key):
 
 def test_an_edited_json_column_is_found(filled, checkpoint_key):
     conn = raw(filled)
-    conn.execute("""UPDATE decisions SET sections_returned = '{"alerts":2,"mental_health":1,"patient":1}' WHERE seq = 4""")
+    conn.execute(
+        """UPDATE decisions SET sections_returned = '{"alerts":2,"mental_health":1,"patient":1}' WHERE seq = 4"""
+    )
     conn.close()
     assert check(filled, checkpoint_key).first_broken.seq == 4
 
@@ -111,7 +113,10 @@ def test_reordered_rows_with_their_seqs_kept_are_found(filled, checkpoint_key):
     for a, b in ((8, 9), (9, 8)):
         r = {**all_rows[b], "seq": a, "prev_hash": all_rows[a]["prev_hash"]}
         r["row_hash"] = chain.row_hash_of(r)
-        conn.execute(f"UPDATE decisions SET {sets}, row_hash = ? WHERE seq = ?", [*(r[c] for c in chain.CONTENT_NAMES), r["row_hash"], a])
+        conn.execute(
+            f"UPDATE decisions SET {sets}, row_hash = ? WHERE seq = ?",
+            [*(r[c] for c in chain.CONTENT_NAMES), r["row_hash"], a],
+        )
     conn.close()
     report = check(filled, checkpoint_key)
     assert report.first_broken.seq == 9 and report.first_broken.kind == "unlinked"
@@ -126,7 +131,9 @@ def test_an_inserted_row_is_found(filled, checkpoint_key):
     forged["prev_hash"] = rows(conn)[13]["row_hash"]
     forged["row_hash"] = chain.row_hash_of(forged)
     names = ("seq", "prev_hash", "row_hash", *chain.CONTENT_NAMES)
-    conn.execute(f"INSERT INTO decisions ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", [forged[n] for n in names])
+    conn.execute(
+        f"INSERT INTO decisions ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", [forged[n] for n in names]
+    )
     conn.close()
     report = check(filled, checkpoint_key)
     # row 15 links properly; the old row 15, now 16, does not (its hash covers seq 15)
@@ -157,15 +164,20 @@ def test_a_rewritten_chain_without_its_checkpoints_is_unsigned(filled, checkpoin
 def test_a_rewritten_chain_re_signed_with_another_key_is_not_trusted(filled, checkpoint_key, tmp_path):
     from cryptography.hazmat.primitives import serialization
 
-    attacker = Signer.from_key(serialization.load_pem_private_key(write_key(tmp_path / "attacker.pem").read_bytes(), None))
+    attacker = Signer.from_key(
+        serialization.load_pem_private_key(write_key(tmp_path / "attacker.pem").read_bytes(), None)
+    )
     conn = raw(filled)
     conn.execute("UPDATE decisions SET outcome = 'denied' WHERE seq = 5")
     rechain(conn, start=5)
     conn.execute("DELETE FROM checkpoints")
     for seq in (10, 20, 30):
         row_hash = conn.execute("SELECT row_hash FROM decisions WHERE seq = ?", (seq,)).fetchone()[0]
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
-        conn.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)", (seq, row_hash, attacker.sign(seq, row_hash, now), attacker.kid, now))
+        now = dt.datetime.now(dt.UTC).isoformat()
+        conn.execute(
+            "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+            (seq, row_hash, attacker.sign(seq, row_hash, now), attacker.kid, now),
+        )
     conn.close()
     report = check(filled, checkpoint_key, max_unsigned=10)
     assert not report.ok and report.valid_checkpoints == 0
@@ -273,5 +285,7 @@ def test_everything_archived_verifies_and_the_cli_takes_the_archive_point(filled
     conn.execute("DELETE FROM decisions")
     conn.close()
     assert check(filled, checkpoint_key, archived_through=30).ok
-    result = CliRunner().invoke(cli, ["verify", "--db", db_arg(filled), "--public-key", str(checkpoint_key), "--archived-through", "30"])
+    result = CliRunner().invoke(
+        cli, ["verify", "--db", db_arg(filled), "--public-key", str(checkpoint_key), "--archived-through", "30"]
+    )
     assert result.exit_code == 0, result.output

@@ -9,8 +9,9 @@ import subprocess
 import tarfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -22,12 +23,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bundles.build import POLICIES, build, publish_bundle
 
 from .. import processes
-from ..seed_table import FULL
 from ..roster import publish_seed_roster
+from ..seed_table import FULL
 
 ADMIN_INPUT = {
-    "subject": {"sub": "s1", "requesting_organization": "VM101", "reason_for_request": "directcare",
-                "lcr_access_level": "admin"},
+    "subject": {
+        "sub": "s1",
+        "requesting_organization": "VM101",
+        "reason_for_request": "directcare",
+        "lcr_access_level": "admin",
+    },
     "patient": {"nhs_number": "9990000018", "dob": "1938-04-12"},
     "requested_record": {"nhs_number": "9990000018"},
     "action": "record.read",
@@ -52,7 +57,9 @@ def drop_admin_appointments(data: dict[str, Any]) -> None:
 
 
 def decide(opa: processes.Process) -> tuple[list[str], str]:
-    answer = requests.post(f"{opa.url}/v1/data/lcr/access/decision?provenance=true", json={"input": ADMIN_INPUT}, timeout=2).json()
+    answer = requests.post(
+        f"{opa.url}/v1/data/lcr/access/decision?provenance=true", json={"input": ADMIN_INPUT}, timeout=2
+    ).json()
     return answer["result"]["sections"], answer["provenance"]["bundles"]["lcr"]["revision"]
 
 
@@ -80,14 +87,29 @@ def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
 def _other_key(tmp: Path) -> Path:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path = tmp / "other-key.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return path
 
 
 def _unsigned(tmp: Path, policies: Path) -> Path:
     path = tmp / "unsigned.tar.gz"
-    subprocess.run([processes.opa_binary(), "build", "--bundle", str(policies), "--ignore", "*_test.rego",
-                    "--revision", "unsigned", "--output", str(path)], check=True)
+    subprocess.run(
+        [
+            processes.opa_binary(),
+            "build",
+            "--bundle",
+            str(policies),
+            "--ignore",
+            "*_test.rego",
+            "--revision",
+            "unsigned",
+            "--output",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -148,7 +170,12 @@ def test_hot_reload_under_traffic(delivery, upstream, jwks_file, token):
     def traffic() -> None:
         with requests.Session() as session:
             while not stop.is_set():
-                r = session.post(f"{sidecar.url}/v1/menu", json=FULL, headers={"Authorization": f"Bearer {token('admin')}"}, timeout=5)
+                r = session.post(
+                    f"{sidecar.url}/v1/menu",
+                    json=FULL,
+                    headers={"Authorization": f"Bearer {token('admin')}"},
+                    timeout=5,
+                )
                 statuses.append(r.status_code)
 
     workers = [threading.Thread(target=traffic) for _ in range(3)]
@@ -168,7 +195,9 @@ def test_hot_reload_under_traffic(delivery, upstream, jwks_file, token):
         sidecar.stop()
     assert switched_after < 5, f"took {switched_after:.1f}s"
     assert statuses and all(s == 200 for s in statuses), sorted(set(statuses))
-    rows = list(sqlite_utils.Database(audit_db).query("select policy_revision, sections_allowed from decisions order by seq"))
+    rows = list(
+        sqlite_utils.Database(audit_db).query("select policy_revision, sections_allowed from decisions order by seq")
+    )
     assert len(rows) == len(statuses)
     revisions = [r["policy_revision"] for r in rows]
     first_new = revisions.index(new_revision)

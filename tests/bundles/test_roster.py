@@ -14,13 +14,15 @@ from bundles import roster
 
 from .. import processes
 
-ROSTER = {"care_services": {
-    "VM101": [
-        {"nhs_number": "9990000018", "family_name": "Thompson", "status": "resident", "start": "2024-03-11"},
-        {"nhs_number": "9990000026", "status": "discharged", "start": "2023-01-09", "end": "2026-11-20"},
-    ],
-    "VM102": [],
-}}
+ROSTER = {
+    "care_services": {
+        "VM101": [
+            {"nhs_number": "9990000018", "family_name": "Thompson", "status": "resident", "start": "2024-03-11"},
+            {"nhs_number": "9990000026", "status": "discharged", "start": "2023-01-09", "end": "2026-11-20"},
+        ],
+        "VM102": [],
+    }
+}
 
 
 def test_normalised_for_lookup_by_care_service_and_nhs_number():
@@ -53,12 +55,33 @@ def test_the_revision_is_the_content():
         {"care_services": {"VM101": [{"nhs_number": "999 000 0018", "status": "resident", "start": "2024-01-01"}]}},
         {"care_services": {"VM101": [{"nhs_number": "9990000018", "status": "", "start": "2024-01-01"}]}},
         {"care_services": {"VM101": [{"nhs_number": "9990000018", "status": "resident", "start": "11/03/2024"}]}},
-        {"care_services": {"VM101": [{"nhs_number": "9990000018", "status": "resident", "start": "2024-01-01", "ward": "B"}]}},
-        {"care_services": {"VM101": [{"nhs_number": "9990000018", "status": "resident"},
-                                     {"nhs_number": "9990000018", "status": "discharged"}]}},
+        {
+            "care_services": {
+                "VM101": [{"nhs_number": "9990000018", "status": "resident", "start": "2024-01-01", "ward": "B"}]
+            }
+        },
+        {
+            "care_services": {
+                "VM101": [
+                    {"nhs_number": "9990000018", "status": "resident"},
+                    {"nhs_number": "9990000018", "status": "discharged"},
+                ]
+            }
+        },
     ],
-    ids=["not-an-object", "no-care-services", "not-an-ods-code", "users-not-a-list", "bad-check-digit",
-         "number-not-text", "spaced-number", "empty-status", "not-iso-date", "unknown-field", "twice"],
+    ids=[
+        "not-an-object",
+        "no-care-services",
+        "not-an-ods-code",
+        "users-not-a-list",
+        "bad-check-digit",
+        "number-not-text",
+        "spaced-number",
+        "empty-status",
+        "not-iso-date",
+        "unknown-field",
+        "twice",
+    ],
 )
 def test_a_roster_not_in_the_published_shape_is_refused(bad: Any):
     with pytest.raises(roster.RosterInvalid):
@@ -83,8 +106,15 @@ def test_built_signed_private_and_archived(tmp_path: Path):
 
 def test_the_command_line_never_echoes_the_roster(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     path = tmp_path / "roster.json"
-    path.write_text(json.dumps({"care_services": {"VM101": [{"nhs_number": "9990000019", "family_name": "Thompson",
-                                                            "status": "resident"}]}}))
+    path.write_text(
+        json.dumps(
+            {
+                "care_services": {
+                    "VM101": [{"nhs_number": "9990000019", "family_name": "Thompson", "status": "resident"}]
+                }
+            }
+        )
+    )
     with pytest.raises(SystemExit) as stopped:
         roster.main([str(path), "--out", str(tmp_path / "out")])
     assert "check digit" in str(stopped.value) and "9990000019" not in str(stopped.value)

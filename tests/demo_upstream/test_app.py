@@ -18,11 +18,32 @@ FHIR_JSON = "application/fhir+json"
 
 # docs/sections.md, most restrictive first.
 PRECEDENCE = [
-    "mental_health", "endoscopy", "additional_gp_reports", "gp_records", "clinical_correspondence",
-    "clinical_document_reports", "community_information", "discharge_summaries", "maternity",
-    "social_care", "letters", "care_plans", "progress_notes", "referrals", "lab_results",
-    "vital_signs", "social_history", "diagnoses", "allergies", "family_history",
-    "issued_medications", "medications", "procedures", "alerts", "appointments", "visits_encounters",
+    "mental_health",
+    "endoscopy",
+    "additional_gp_reports",
+    "gp_records",
+    "clinical_correspondence",
+    "clinical_document_reports",
+    "community_information",
+    "discharge_summaries",
+    "maternity",
+    "social_care",
+    "letters",
+    "care_plans",
+    "progress_notes",
+    "referrals",
+    "lab_results",
+    "vital_signs",
+    "social_history",
+    "diagnoses",
+    "allergies",
+    "family_history",
+    "issued_medications",
+    "medications",
+    "procedures",
+    "alerts",
+    "appointments",
+    "visits_encounters",
 ]
 
 
@@ -77,13 +98,14 @@ def mod11_valid(number: str) -> bool:
     """NHS Data Dictionary Modulus 11, written out again here so the test does not trust the code."""
     if len(number) != 10 or not number.isdigit():
         return False
-    total = sum(int(digit) * weight for digit, weight in zip(number[:9], range(10, 1, -1)))
+    total = sum(int(digit) * weight for digit, weight in zip(number[:9], range(10, 1, -1), strict=False))
     check = 11 - total % 11
     check = 0 if check == 11 else check
     return check != 10 and check == int(number[9])
 
 
 # --- metadata ---------------------------------------------------------------------------
+
 
 def test_metadata_is_a_capability_statement(client: Any) -> None:
     body = get(client, "/fhir/metadata")
@@ -95,6 +117,7 @@ def test_metadata_is_a_capability_statement(client: Any) -> None:
 
 
 # --- search -----------------------------------------------------------------------------
+
 
 def search_url(*params: tuple[str, str]) -> str:
     return "/fhir/Patient?" + "&".join(f"{k}={v}" for k, v in params)
@@ -111,19 +134,29 @@ def nhs(number: str) -> tuple[str, str]:
         pytest.param([nhs("9990000018"), ("birthdate", "1938-04-13")], [], id="wrong-dob"),
         pytest.param([nhs("9990000019"), ("birthdate", "1938-04-12")], [], id="wrong-nhs-number"),
         pytest.param([nhs("9990000026"), ("birthdate", "1938-04-12")], [], id="another-residents-dob"),
-        pytest.param([nhs("9990000018"), ("birthdate", "1938-04")], ["mthompson"], id="full-date-inside-searched-month"),
+        pytest.param(
+            [nhs("9990000018"), ("birthdate", "1938-04")], ["mthompson"], id="full-date-inside-searched-month"
+        ),
         pytest.param([nhs("9990000018"), ("birthdate", "1938")], ["mthompson"], id="full-date-inside-searched-year"),
         pytest.param([nhs("9990000018"), ("birthdate", "eq1938-04-12")], ["mthompson"], id="explicit-eq"),
-        pytest.param([nhs("9990000034"), ("birthdate", "1941-07-15")], [], id="partial-stored-date-never-matches-a-day"),
+        pytest.param(
+            [nhs("9990000034"), ("birthdate", "1941-07-15")], [], id="partial-stored-date-never-matches-a-day"
+        ),
         pytest.param([nhs("9990000034"), ("birthdate", "1941-07-01")], [], id="partial-stored-date-first-of-month"),
-        pytest.param([nhs("9990000042"), ("birthdate", "1950-01-20")], ["fexample-a", "fexample-b"], id="duplicate-registration"),
+        pytest.param(
+            [nhs("9990000042"), ("birthdate", "1950-01-20")], ["fexample-a", "fexample-b"], id="duplicate-registration"
+        ),
         pytest.param([nhs("9990000050"), ("birthdate", "1936-09-30")], ["whughes"], id="walter"),
         pytest.param([nhs("9990000026")], ["abennett"], id="identifier-alone"),
         pytest.param([("birthdate", "1945-11-02")], ["abennett"], id="birthdate-alone"),
         pytest.param([("identifier", "9990000018")], ["mthompson"], id="identifier-value-any-system"),
         pytest.param([("identifier", "|9990000018")], [], id="identifier-without-system-only"),
         pytest.param([("identifier", "https://example.org/other|9990000018")], [], id="identifier-other-system"),
-        pytest.param([("identifier", f"{NHS}|")], ["mthompson", "abennett", "eclarke", "fexample-a", "fexample-b", "whughes"], id="identifier-any-value-in-system"),
+        pytest.param(
+            [("identifier", f"{NHS}|")],
+            ["mthompson", "abennett", "eclarke", "fexample-a", "fexample-b", "whughes"],
+            id="identifier-any-value-in-system",
+        ),
         pytest.param([("birthdate", "1938-04-12,1945-11-02")], ["mthompson", "abennett"], id="comma-is-or"),
         pytest.param([("birthdate", "ge1940"), ("birthdate", "lt1946")], ["abennett", "eclarke"], id="repeat-is-and"),
         pytest.param([("birthdate", "lt1937")], ["whughes"], id="prefix-lt"),
@@ -191,6 +224,7 @@ def test_bad_search_is_400_operation_outcome(client: Any, query: str, diagnostic
 
 # --- read -------------------------------------------------------------------------------
 
+
 def test_read_patient(client: Any) -> None:
     body = get(client, "/fhir/Patient/mthompson")
     assert body["resourceType"] == "Patient"
@@ -206,6 +240,7 @@ def test_unknown_patient_is_404_operation_outcome(client: Any, url: str) -> None
 
 
 # --- $everything ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("patient_id", "file_name"),
@@ -227,7 +262,7 @@ def test_everything_returns_exactly_the_residents_file(client: Any, patient_id: 
 
 def test_everything_marks_compartment_match_and_referenced_include(client: Any) -> None:
     body = all_entries(client, "/fhir/Patient/mthompson/$everything")
-    modes = {key: e["search"]["mode"] for key, e in zip(ids(body), body["entry"])}
+    modes = {key: e["search"]["mode"] for key, e in zip(ids(body), body["entry"], strict=False)}
     assert modes["Patient/mthompson"] == "match"
     assert modes["Condition/mt-cond-depression"] == "match"
     assert modes["Appointment/mt-appt-clinic"] == "match"  # via participant.actor, not subject
@@ -240,10 +275,14 @@ def test_everything_marks_compartment_match_and_referenced_include(client: Any) 
 
 def test_everything_of_one_duplicate_registration_excludes_the_other(client: Any) -> None:
     assert ids(get(client, "/fhir/Patient/fexample-a/$everything")) == ["Patient/fexample-a", "Flag/fa-flag-falls"]
-    assert ids(get(client, "/fhir/Patient/fexample-b/$everything")) == ["Patient/fexample-b", "Encounter/fb-enc-outpatient"]
+    assert ids(get(client, "/fhir/Patient/fexample-b/$everything")) == [
+        "Patient/fexample-b",
+        "Encounter/fb-enc-outpatient",
+    ]
 
 
 # --- anything else ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("method", "url"),
@@ -269,13 +308,19 @@ def test_anything_else_is_404_operation_outcome(client: Any, method: str, url: s
 
 # --- configuration ----------------------------------------------------------------------
 
+
 def write_bundle(folder: Path, name: str, resources: list[dict[str, Any]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
     (folder / name).write_text(json.dumps(bundle))
 
 
-PATIENT = {"resourceType": "Patient", "id": "p1", "identifier": [{"system": NHS, "value": "9434765919"}], "birthDate": "1960-01-01"}
+PATIENT = {
+    "resourceType": "Patient",
+    "id": "p1",
+    "identifier": [{"system": NHS, "value": "9434765919"}],
+    "birthDate": "1960-01-01",
+}
 
 
 def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -304,12 +349,33 @@ def test_identical_supporting_resource_in_two_files_is_loaded_once(tmp_path: Pat
     ("files", "message"),
     [
         pytest.param({"a.json": "not json"}, "not readable JSON", id="not-json"),
-        pytest.param({"a.json": json.dumps({"resourceType": "Bundle", "type": "searchset"})}, "collection", id="not-a-collection"),
-        pytest.param({"a.json": json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Flag"}}]})}, "needs a FHIR id", id="no-id"),
         pytest.param(
-            {"a.json": json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": PATIENT}]}),
-             "b.json": json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {**PATIENT, "birthDate": "1961-01-01"}}]})},
-            "defined differently", id="conflicting-duplicate",
+            {"a.json": json.dumps({"resourceType": "Bundle", "type": "searchset"})}, "collection", id="not-a-collection"
+        ),
+        pytest.param(
+            {
+                "a.json": json.dumps(
+                    {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Flag"}}]}
+                )
+            },
+            "needs a FHIR id",
+            id="no-id",
+        ),
+        pytest.param(
+            {
+                "a.json": json.dumps(
+                    {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": PATIENT}]}
+                ),
+                "b.json": json.dumps(
+                    {
+                        "resourceType": "Bundle",
+                        "type": "collection",
+                        "entry": [{"resource": {**PATIENT, "birthDate": "1961-01-01"}}],
+                    }
+                ),
+            },
+            "defined differently",
+            id="conflicting-duplicate",
         ),
         pytest.param({}, "no *.json", id="empty-folder"),
     ],
@@ -328,10 +394,20 @@ def test_missing_data_dir_stops_startup(tmp_path: Path) -> None:
 
 # --- the resident data ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("number", "valid"),
-    [("9990000018", True), ("9434765919", True), ("9876543210", True), ("4010232137", True),
-     ("1234567890", False), ("9991234560", False), ("9876544321", False), ("0000000001", False), ("999000001", False)],
+    [
+        ("9990000018", True),
+        ("9434765919", True),
+        ("9876543210", True),
+        ("4010232137", True),
+        ("1234567890", False),
+        ("9991234560", False),
+        ("9876544321", False),
+        ("0000000001", False),
+        ("999000001", False),
+    ],
 )
 def test_mod11_checker_agrees_with_known_examples(number: str, valid: bool) -> None:
     assert mod11_valid(number) is valid
@@ -341,8 +417,10 @@ def test_every_nhs_number_in_the_data_is_valid_and_synthetic() -> None:
     numbers = [
         ident["value"]
         for resources in file_resources().values()
-        for r in resources if r["resourceType"] == "Patient"
-        for ident in r.get("identifier", []) if ident.get("system") == NHS
+        for r in resources
+        if r["resourceType"] == "Patient"
+        for ident in r.get("identifier", [])
+        if ident.get("system") == NHS
     ]
     assert sorted(set(numbers)) == ["9990000018", "9990000026", "9990000034", "9990000042", "9990000050"]
     for number in numbers:
@@ -388,7 +466,9 @@ def test_expected_sections_are_consistent_with_the_precedence() -> None:
 
 def sections_of(client: Any, patient_id: str) -> set[str]:
     table = expected_sections()
-    return {s for key in ids(all_entries(client, f"/fhir/Patient/{patient_id}/$everything")) for s in table[key]["sections"]}
+    return {
+        s for key in ids(all_entries(client, f"/fhir/Patient/{patient_id}/$everything")) for s in table[key]["sections"]
+    }
 
 
 def test_margaret_has_every_section(client: Any) -> None:
@@ -405,9 +485,16 @@ def test_margaret_has_unclassified_resources_that_must_be_withheld(client: Any) 
 
 def test_arthur_has_no_mental_health_or_gp_data(client: Any) -> None:
     assert sections_of(client, "abennett") == {
-        "alerts", "appointments", "visits_encounters", "allergies", "vital_signs", "medications",
+        "alerts",
+        "appointments",
+        "visits_encounters",
+        "allergies",
+        "vital_signs",
+        "medications",
     }
 
 
 def test_walter_has_mental_health_and_gp_documents(client: Any) -> None:
-    assert {"mental_health", "additional_gp_reports", "gp_records", "diagnoses", "alerts"} <= sections_of(client, "whughes")
+    assert {"mental_health", "additional_gp_reports", "gp_records", "diagnoses", "alerts"} <= sections_of(
+        client, "whughes"
+    )

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from demo_upstream import create_app
-from demo_upstream.generate import PRECEDENCE, TEMPLATES, WITHHELD, random_labelled_record, random_record, valid_nhs_number
+from demo_upstream.generate import (
+    PRECEDENCE,
+    TEMPLATES,
+    WITHHELD,
+    random_labelled_record,
+    random_record,
+    valid_nhs_number,
+)
 
 from .test_app import FHIR_JSON, NHS, mod11_valid
 from .test_app import PRECEDENCE as DOC_PRECEDENCE
@@ -54,7 +61,11 @@ def test_templates_cover_every_section_and_unclassified() -> None:
     _, labels = random_labelled_record(random.Random(0), "res-1", "9990000018", "1938-04-12", 400)
     seen = {s for label in labels.values() for s in label["sections"]}
     assert seen == set(PRECEDENCE) | {WITHHELD}
-    assert any(label["primary"] is None for key, label in labels.items() if not key.startswith(("Organization/", "Practitioner/")))
+    assert any(
+        label["primary"] is None
+        for key, label in labels.items()
+        if not key.startswith(("Organization/", "Practitioner/"))
+    )
     assert any(len(label["sections"]) >= 3 for label in labels.values())
     assert len({t.name for t in TEMPLATES}) == len(TEMPLATES)
 
@@ -68,10 +79,13 @@ def test_generated_record_is_served_by_the_demo_upstream(tmp_path: Path) -> None
     search = client.get(f"/fhir/Patient?identifier={NHS}|{number}&birthdate=1939-03-03")
     assert search.mimetype == FHIR_JSON
     assert search.get_json(force=True)["total"] == 1
-    everything: dict[str, Any] = client.get("/fhir/Patient/gen-1/$everything?_count=1000").get_json(force=True)  # one page
+    everything: dict[str, Any] = client.get("/fhir/Patient/gen-1/$everything?_count=1000").get_json(
+        force=True
+    )  # one page
     served = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in everything["entry"]}
     referencing = {
         f"{e['resource']['resourceType']}/{e['resource']['id']}"
-        for e in bundle["entry"] if '"Patient/gen-1"' in json.dumps(e["resource"])
+        for e in bundle["entry"]
+        if '"Patient/gen-1"' in json.dumps(e["resource"])
     }
     assert referencing <= served

@@ -62,7 +62,9 @@ def test_everything_comes_in_pages_of_20_with_hapi_next_links(client):
     record = [key for page in everything for key in keys(page)]
     assert len(record) > 40  # so there are three pages or more
     assert sorted(record) == sorted(set(margaret_file_keys()))
-    assert [len(keys(p)) for p in everything] == [20] * (len(record) // 20) + ([len(record) % 20] if len(record) % 20 else [])
+    assert [len(keys(p)) for p in everything] == [20] * (len(record) // 20) + (
+        [len(record) % 20] if len(record) % 20 else []
+    )
     assert record[0] == "Patient/mthompson"
     for n, page in enumerate(everything):
         next_url = link(page, "next")
@@ -97,9 +99,15 @@ def test_search_pages_too(client):
     url = f"/fhir/Patient?identifier={NHS}|&_count=2"
     found = pages(client, url)
     assert [keys(p) for p in found] == [
-        ["Patient/mthompson", "Patient/abennett"], ["Patient/eclarke", "Patient/fexample-a"], ["Patient/fexample-b", "Patient/whughes"]]
+        ["Patient/mthompson", "Patient/abennett"],
+        ["Patient/eclarke", "Patient/fexample-a"],
+        ["Patient/fexample-b", "Patient/whughes"],
+    ]
     duplicate = pages(client, f"/fhir/Patient?identifier={NHS}|9990000042&birthdate=1950-01-20&_count=1")
-    assert [keys(p) for p in duplicate] == [["Patient/fexample-a"], ["Patient/fexample-b"]]  # the second registration is on page 2
+    assert [keys(p) for p in duplicate] == [
+        ["Patient/fexample-a"],
+        ["Patient/fexample-b"],
+    ]  # the second registration is on page 2
 
 
 def test_a_page_link_is_answered_by_any_instance(client):
@@ -135,6 +143,7 @@ def test_answers_are_compact_json_like_hapi_without_pretty(client):
 
 
 # -- the sidecar's client against the served demo upstream ------------------------------------
+
 
 def test_the_sidecar_reads_every_page_of_a_served_record(upstream):
     client = FhirUpstream(upstream.url + "/fhir", 5.0, 50_000_000)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -58,8 +59,10 @@ def load_residents(fhir_base: str, files: list[Path]) -> None:
     OperationOutcome when it refuses one (HAPI checks every reference's target type)."""
     for path in files:
         response = requests.post(
-            fhir_base, json=transaction(json.loads(path.read_text())),
-            headers={"Content-Type": "application/fhir+json"}, timeout=60,
+            fhir_base,
+            json=transaction(json.loads(path.read_text())),
+            headers={"Content-Type": "application/fhir+json"},
+            timeout=60,
         )
         if response.status_code != 200:
             raise RuntimeError(f"HAPI refused {path.name} ({response.status_code}): {response.text[:2000]}")
@@ -76,8 +79,8 @@ def hapi(run_dir: Path) -> Iterator[processes.Process | processes.ContainerProce
     except Exception:
         server.stop()
         raise
-    (run_dir / "hapi-timings.json").write_text(json.dumps(
-        {"start_seconds": round(ready - started, 2), "load_seconds": round(time.monotonic() - ready, 2)}
-    ))
+    (run_dir / "hapi-timings.json").write_text(
+        json.dumps({"start_seconds": round(ready - started, 2), "load_seconds": round(time.monotonic() - ready, 2)})
+    )
     yield server
     server.stop()

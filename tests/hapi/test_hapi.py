@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from ..seed_table import DUPLICATE, FULL, LEVELS, PARTIAL_DOB, SMALL
-from .conftest import RESIDENTS, resident_files
 from ..tokens import bound_to
+from .conftest import RESIDENTS, resident_files
 
 EXPECTED = json.loads((Path(__file__).parent.parent / "fixtures" / "expected_sections.json").read_text())
 
@@ -49,7 +49,9 @@ def _classified(key: tuple[str, str]) -> bool:
 
 
 def fetch(client: Any, token: str, body: dict[str, str]) -> Any:
-    return client.post("/v1/record", json=body, headers={"Authorization": f"Bearer {bound_to(token, body.get('nhs_number'))}"})
+    return client.post(
+        "/v1/record", json=body, headers={"Authorization": f"Bearer {bound_to(token, body.get('nhs_number'))}"}
+    )
 
 
 def test_every_resident_file_is_requested() -> None:

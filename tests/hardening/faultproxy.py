@@ -26,8 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
-        "content-length", "date", "server"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "content-length",
+    "date",
+    "server",
+}
 
 
 @dataclass(frozen=True)

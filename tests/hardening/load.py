@@ -15,8 +15,8 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import requests
 
@@ -26,7 +26,16 @@ ERROR_CODE_SYSTEM = "https://lcr-sidecar.example/CodeSystem/error-code"
 SEE_RECORD = ("admin", "senior_carer", "registered_manager")
 BAD_INPUT = "bad-input"
 # Round robin: every client thread starts at another place in it.
-MIX = ("admin", "senior_carer", "registered_manager", "no_access", "admin", "senior_carer", "registered_manager", BAD_INPUT)
+MIX = (
+    "admin",
+    "senior_carer",
+    "registered_manager",
+    "no_access",
+    "admin",
+    "senior_carer",
+    "registered_manager",
+    BAD_INPUT,
+)
 # What must never be in an answer that is not an allowed record: the resident's name, any
 # Bundle entry, her date of birth or a clinical resource.
 RECORD_CONTENT = (b"Margaret", b"Thompson", b'"entry"', b"1938-04-12", b"AllergyIntolerance", b"MedicationStatement")
@@ -75,7 +84,7 @@ class RecordLoad:
         self._lock = threading.Lock()
         self._workers = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.threads)]
 
-    def start(self) -> "RecordLoad":
+    def start(self) -> RecordLoad:
         for t in self._workers:
             t.start()
         return self
@@ -112,13 +121,24 @@ class RecordLoad:
             body["sections"] = list(sections)
         sent = time.monotonic()
         try:
-            r = session.post(self.url + "/v1/record", json=body, headers={"Authorization": f"Bearer {self.tokens[level]}"},
-                             timeout=self.timeout)
+            r = session.post(
+                self.url + "/v1/record",
+                json=body,
+                headers={"Authorization": f"Bearer {self.tokens[level]}"},
+                timeout=self.timeout,
+            )
         except requests.RequestException as exc:
             session.close()  # start again on a new connection
             return Answer(kind, sent, time.monotonic(), None, problem=None if _cut(exc) else f"client error {exc!r}")
-        answer = Answer(kind, sent, time.monotonic(), r.status_code, decision_id=r.headers.get("X-Decision-Id"),
-                        sha256=hashlib.sha256(r.content).hexdigest(), sections=sections)
+        answer = Answer(
+            kind,
+            sent,
+            time.monotonic(),
+            r.status_code,
+            decision_id=r.headers.get("X-Decision-Id"),
+            sha256=hashlib.sha256(r.content).hexdigest(),
+            sections=sections,
+        )
         answer.problem = _check(r, answer)
         return answer
 
@@ -126,8 +146,9 @@ class RecordLoad:
 def _cut(exc: requests.RequestException) -> bool:
     # A serving process killed mid-request: the connection reset or closed before or while the
     # answer came (a body cut short is no answer either), not a timeout.
-    return (isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError))
-            and not isinstance(exc, requests.Timeout))
+    return isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)) and not isinstance(
+        exc, requests.Timeout
+    )
 
 
 def _check(r: requests.Response, answer: Answer) -> str | None:
@@ -141,7 +162,11 @@ def _check(r: requests.Response, answer: Answer) -> str | None:
     if r.status_code == 200:
         if r.headers.get("Content-Type", "").split(";")[0] != "application/fhir+json":
             return f"200 with Content-Type {r.headers.get('Content-Type')}"
-        if not isinstance(body, dict) or body.get("resourceType") != "Bundle" or not isinstance(body.get("entry"), list):
+        if (
+            not isinstance(body, dict)
+            or body.get("resourceType") != "Bundle"
+            or not isinstance(body.get("entry"), list)
+        ):
             return f"200 without a Bundle: {r.content[:200]!r}"
         resources = [e["resource"] for e in body["entry"]]
         answer.resources = frozenset(f"{res['resourceType']}/{res['id']}" for res in resources)

@@ -20,7 +20,7 @@ MAX_AGE_YEARS = 130
 
 
 def check_digit(nine: str) -> int | None:
-    check = 11 - sum(int(d) * w for d, w in zip(nine, WEIGHTS)) % 11
+    check = 11 - sum(int(d) * w for d, w in zip(nine, WEIGHTS, strict=False)) % 11
     check = 0 if check == 11 else check
     return None if check == 10 else check
 

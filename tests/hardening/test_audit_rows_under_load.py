@@ -18,9 +18,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jwt
 import pytest
@@ -40,7 +41,9 @@ LEVELS = ("admin", "senior_carer", "registered_manager")
 
 
 @pytest.fixture(scope="module")
-def one_worker(tmp_path_factory: pytest.TempPathFactory, opa: Any, upstream: Any, jwks_file: Path) -> Iterator[tuple[processes.Process, Path]]:
+def one_worker(
+    tmp_path_factory: pytest.TempPathFactory, opa: Any, upstream: Any, jwks_file: Path
+) -> Iterator[tuple[processes.Process, Path]]:
     run = tmp_path_factory.mktemp("one-worker")
     audit_db = run / "audit.db"
     sidecar = processes.start_sidecar(run, processes.sidecar_env(opa.url, upstream.url, audit_db, jwks_file), workers=1)
@@ -88,7 +91,9 @@ def test_a_poisoned_token_among_100_concurrent_good_requests(one_worker, token, 
             local.session = requests.Session()
             start.wait(timeout=30)
         kind, bearer = job
-        r = local.session.post(sidecar.url + "/v1/record", json=FULL, headers={"Authorization": f"Bearer {bearer}"}, timeout=60)
+        r = local.session.post(
+            sidecar.url + "/v1/record", json=FULL, headers={"Authorization": f"Bearer {bearer}"}, timeout=60
+        )
         code = None if r.status_code == 200 else r.json()["issue"][0]["details"]["coding"][0]["code"]
         return kind, r.status_code, code, r.headers.get("X-Decision-Id")
 
@@ -103,7 +108,12 @@ def test_a_poisoned_token_among_100_concurrent_good_requests(one_worker, token, 
     assert len(answers) == GOOD + len(poisoned)
     failures = [(kind, status, code) for kind, status, code, _ in answers if kind == "good" and status != 200]
     assert not failures, f"{len(failures)} good requests failed: {failures[:5]}"
-    expected = {"good": (200, None), "surrogate": (200, None), "nan": (401, "token-invalid"), "empty-sub": (401, "token-invalid")}
+    expected = {
+        "good": (200, None),
+        "surrogate": (200, None),
+        "nan": (401, "token-invalid"),
+        "empty-sub": (401, "token-invalid"),
+    }
     for kind, status, code, decision_id in answers:
         assert (status, code) == expected[kind], (kind, status, code)
         row = rows.get(decision_id)

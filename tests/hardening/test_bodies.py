@@ -70,7 +70,9 @@ def check_answer(response: requests.Response, endpoint: str, spec: dict[str, Any
 
 # -- oracles written from the README's rules, not from sidecar/identifiers.py ----------------
 
-_TYPED = re.compile(r"[0-9]{10}|[0-9]{3} [0-9]{3} [0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}", re.ASCII)  # one kind of separator
+_TYPED = re.compile(
+    r"[0-9]{10}|[0-9]{3} [0-9]{3} [0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}", re.ASCII
+)  # one kind of separator
 
 
 def nhs_verdict(value: Any) -> str | None:
@@ -99,7 +101,14 @@ def dob_verdict(value: Any, today: dt.date) -> str | None:
     return None
 
 
-IDENTIFIER_CODES = {"nhs-number-missing", "nhs-number-invalid", "dob-missing", "dob-invalid", "dob-in-future", "dob-implausible"}
+IDENTIFIER_CODES = {
+    "nhs-number-missing",
+    "nhs-number-invalid",
+    "dob-missing",
+    "dob-invalid",
+    "dob-in-future",
+    "dob-implausible",
+}
 
 
 # -- the properties ----------------------------------------------------------------------------
@@ -146,7 +155,9 @@ def test_random_identifiers(live_sidecar, token, openapi, session, endpoint, lev
 
 
 # Printable ASCII; no leading blank (requests refuses to send such a header value).
-AUTHORIZATIONS = st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60).map(str.lstrip))
+AUTHORIZATIONS = st.one_of(
+    st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60).map(str.lstrip)
+)
 
 
 @SETTINGS
@@ -163,8 +174,12 @@ def test_random_authorization_is_always_401(live_sidecar, openapi, session, endp
 @given(nhs_number=hostile_strings(), dob=hostile_strings())
 def test_hostile_strings_never_reach_the_upstream(live_sidecar, token, openapi, session, nhs_number, dob):
     """An identifier that breaks the rules is a 400 before any lookup: no 404 can leak whether it exists."""
-    r = post(session, live_sidecar.url + "/v1/record", json.dumps({"nhs_number": nhs_number, "dob": dob}).encode(),
-             f"Bearer {token('registered_manager')}")
+    r = post(
+        session,
+        live_sidecar.url + "/v1/record",
+        json.dumps({"nhs_number": nhs_number, "dob": dob}).encode(),
+        f"Bearer {token('registered_manager')}",
+    )
     code = check_answer(r, "/v1/record", openapi)
     if nhs_verdict(nhs_number) or dob_verdict(dob, dt.date.today()):
         assert r.status_code == 400 and code in IDENTIFIER_CODES

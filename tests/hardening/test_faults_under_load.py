@@ -55,9 +55,10 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -115,8 +116,15 @@ def proxied(tmp_path_factory: pytest.TempPathFactory, opa: Any, upstream: Any, j
     audit_db = run / "audit.db"
     # Timeouts long enough that a healthy call on a busy 2-core machine never meets them, short
     # enough that a slow backend fails requests quickly; a 2 MB limit for the huge body.
-    env = processes.sidecar_env(opa_proxy.url, upstream_proxy.url, audit_db, jwks_file, OPA_TIMEOUT_SECONDS=1.0,
-                                UPSTREAM_TIMEOUT_SECONDS=2.0, UPSTREAM_MAX_BYTES=2_000_000)
+    env = processes.sidecar_env(
+        opa_proxy.url,
+        upstream_proxy.url,
+        audit_db,
+        jwks_file,
+        OPA_TIMEOUT_SECONDS=1.0,
+        UPSTREAM_TIMEOUT_SECONDS=2.0,
+        UPSTREAM_MAX_BYTES=2_000_000,
+    )
     sidecar = processes.start_sidecar(run, env)
     yield Stack(sidecar, audit_db, run, opa_proxy=opa_proxy, upstream_proxy=upstream_proxy)
     sidecar.stop()
@@ -132,8 +140,9 @@ def direct(tmp_path_factory: pytest.TempPathFactory, bundle_server: Any, jwks_fi
     own_upstream = processes.start_upstream(run)
     audit_db = run / "audit.db"
     # A shorter busy timeout than the default 2 s, so that a locked store fails requests sooner.
-    env = processes.sidecar_env(own_opa.url, own_upstream.url, audit_db, jwks_file, OPA_TIMEOUT_SECONDS=1.0,
-                                AUDIT_BUSY_TIMEOUT_MS=1000)
+    env = processes.sidecar_env(
+        own_opa.url, own_upstream.url, audit_db, jwks_file, OPA_TIMEOUT_SECONDS=1.0, AUDIT_BUSY_TIMEOUT_MS=1000
+    )
     sidecar = processes.start_sidecar(run, env)
     stack = Stack(sidecar, audit_db, run, opa=own_opa, upstream=own_upstream)
     yield stack
@@ -153,11 +162,20 @@ def healthy_records(proxied: Stack, token: Callable[..., str]) -> dict[str, froz
     """What a healthy sidecar shows at each level: the resources a 200 must have."""
     shown = {}
     for level in SEE_RECORD:
-        r = requests.post(proxied.url + "/v1/record", json=FULL, headers={"Authorization": f"Bearer {token(level)}"}, timeout=30)
+        r = requests.post(
+            proxied.url + "/v1/record", json=FULL, headers={"Authorization": f"Bearer {token(level)}"}, timeout=30
+        )
         assert r.status_code == 200, r.text[:300]
         shown[level] = frozenset(f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in r.json()["entry"])
     # The seed's promise (README): admin sees alerts, appointments and encounters; each level more.
-    assert {key.split("/")[0] for key in shown["admin"]} <= {"Patient", "Flag", "Appointment", "Encounter", "Organization", "Practitioner"}
+    assert {key.split("/")[0] for key in shown["admin"]} <= {
+        "Patient",
+        "Flag",
+        "Appointment",
+        "Encounter",
+        "Organization",
+        "Practitioner",
+    }
     assert shown["admin"] < shown["senior_carer"] < shown["registered_manager"]
     return shown
 
@@ -253,7 +271,9 @@ def _wait_recovered(load: RecordLoad, cleared: float) -> float:
         resumed = max([cleared, *bad])
         streak = [a for a in answers if a.sent > resumed]
         if time.monotonic() - resumed >= AFTER and len(streak) >= MIN_ANSWERS:
-            assert resumed - cleared <= RECOVERY_BOUND, f"service resumed {resumed - cleared:.1f}s after the fault cleared"
+            assert resumed - cleared <= RECOVERY_BOUND, (
+                f"service resumed {resumed - cleared:.1f}s after the fault cleared"
+            )
             return resumed
         last = sorted(answers, key=lambda a: a.done)[-5:]
         assert time.monotonic() < deadline, (
@@ -263,8 +283,13 @@ def _wait_recovered(load: RecordLoad, cleared: float) -> float:
         time.sleep(0.1)
 
 
-def _check(result: Result, expect: Expect, healthy_records: dict[str, frozenset[str]], may_cut: bool,
-           transitional: frozenset[tuple[int, str]]) -> None:
+def _check(
+    result: Result,
+    expect: Expect,
+    healthy_records: dict[str, frozenset[str]],
+    may_cut: bool,
+    transitional: frozenset[tuple[int, str]],
+) -> None:
     problems = [f"{a.kind} {a.status}: {a.problem}" for a in result.answers if a.problem]
     assert not problems, problems[:5]
     before = [a for a in result.answers if a.done < result.injecting]
@@ -279,8 +304,11 @@ def _check(result: Result, expect: Expect, healthy_records: dict[str, frozenset[
     # Around the switches: the healthy answer or the fault's (or a stated transitional one), nothing else.
     for a in result.answers:
         assert (
-            a.healthy or (a.status, a.code) == expect[a.kind] or (may_cut and a.status is None)
-            or (a.status, a.code) in transitional and expect[a.kind] != HEALTHY[a.kind]
+            a.healthy
+            or (a.status, a.code) == expect[a.kind]
+            or (may_cut and a.status is None)
+            or (a.status, a.code) in transitional
+            and expect[a.kind] != HEALTHY[a.kind]
         ), _summary([a])
     _check_audit(result, healthy_records, may_cut)
 
@@ -330,21 +358,38 @@ def _summary(answers: list[Answer]) -> str:
     for a in answers:
         counts[(a.kind, a.status, a.code)] = counts.get((a.kind, a.status, a.code), 0) + 1
     unhealthy = sorted({a.text for a in answers if a.text and not a.healthy})[:3]
-    return (f"{len(answers)} answers: " + ", ".join(f"{k}: {n}" for k, n in sorted(counts.items(), key=str))
-            + (f"; unhealthy ones said {unhealthy}" if unhealthy else ""))
+    return (
+        f"{len(answers)} answers: "
+        + ", ".join(f"{k}: {n}" for k, n in sorted(counts.items(), key=str))
+        + (f"; unhealthy ones said {unhealthy}" if unhealthy else "")
+    )
 
 
 def _report(name: str, result: Result) -> None:
-    print(f"\n{name}: {len(result.answers)} answers, {len(result.rows)} rows, {result.cut} cut; during the fault "
-          f"{_summary(result.during)}; resumed {result.recovery_seconds:.2f}s after clearing")
+    print(
+        f"\n{name}: {len(result.answers)} answers, {len(result.rows)} rows, {result.cut} cut; during the fault "
+        f"{_summary(result.during)}; resumed {result.recovery_seconds:.2f}s after clearing"
+    )
 
 
 # -- faults behind the proxies ----------------------------------------------------------------------
 
-SOMEONE_ELSE = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": [
-    {"resource": {"resourceType": "Patient", "id": "someone-else"}},
-    {"resource": {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "Patient/someone-else"}}},
-]}).encode()
+SOMEONE_ELSE = json.dumps(
+    {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "someone-else"}},
+            {
+                "resource": {
+                    "resourceType": "AllergyIntolerance",
+                    "id": "a1",
+                    "patient": {"reference": "Patient/someone-else"},
+                }
+            },
+        ],
+    }
+).encode()
 
 # (proxy, mode, settings, expected answers)
 PROXY_FAULTS = {
@@ -352,20 +397,37 @@ PROXY_FAULTS = {
     "opa-slow": ("opa", "slow", {"delay": 3.0}, POLICY_DOWN),
     # OPA's decision answers: not JSON; JSON of the wrong shape (readiness still passes).
     "opa-garbage": ("opa", "body", {"match": "/v1/data/", "body": b"\x00\x9c garbage <html>"}, POLICY_DOWN),
-    "opa-wrong-shape": ("opa", "body", {"match": "/v1/data/lcr/access", "body": b'{"result": {"allow": "yes", "sections": "all"}}'},
-                        POLICY_DOWN),
+    "opa-wrong-shape": (
+        "opa",
+        "body",
+        {"match": "/v1/data/lcr/access", "body": b'{"result": {"allow": "yes", "sections": "all"}}'},
+        POLICY_DOWN,
+    ),
     "opa-no-result": ("opa", "body", {"match": "/v1/data/", "body": b"{}"}, POLICY_DOWN),
     # LCR upstream.
     "upstream-slow": ("upstream", "slow", {"delay": 5.0}, upstream_down(504, "upstream-timeout")),
     "upstream-closes-connection": ("upstream", "close", {}, upstream_down(502, "upstream-unavailable")),
     "upstream-http-500": ("upstream", "status", {"status": 500}, upstream_down(502, "upstream-unavailable")),
-    "upstream-invalid-json": ("upstream", "body", {"body": b'{"resourceType": "Bundle", "entry": [{"resource": '},
-                              upstream_down(502, "upstream-invalid-response")),
-    "upstream-not-fhir": ("upstream", "body", {"body": b'{"hello": "world", "entry": []}'}, upstream_down(502, "upstream-invalid-response")),
+    "upstream-invalid-json": (
+        "upstream",
+        "body",
+        {"body": b'{"resourceType": "Bundle", "entry": [{"resource": '},
+        upstream_down(502, "upstream-invalid-response"),
+    ),
+    "upstream-not-fhir": (
+        "upstream",
+        "body",
+        {"body": b'{"hello": "world", "entry": []}'},
+        upstream_down(502, "upstream-invalid-response"),
+    ),
     "upstream-huge-body": ("upstream", "huge", {"size": 8_000_000}, upstream_down(502, "upstream-invalid-response")),
     # The search finds her; $everything answers a Bundle without her Patient (someone else's).
-    "upstream-everything-without-patient": ("upstream", "body", {"match": "/fhir/Patient/", "body": SOMEONE_ELSE},
-                                            upstream_down(502, "upstream-invalid-response")),
+    "upstream-everything-without-patient": (
+        "upstream",
+        "body",
+        {"match": "/fhir/Patient/", "body": SOMEONE_ELSE},
+        upstream_down(502, "upstream-invalid-response"),
+    ),
 }
 
 
@@ -376,8 +438,9 @@ def test_proxy_fault_under_load(proxied, tokens, healthy_records, name):
     assert proxy is not None
     # An upstream slower than the 2 s timeout answers one request per client thread in 2 s.
     during = 2.5 * DURING if mode == "slow" and which == "upstream" else DURING
-    result = run_scenario(proxied, tokens(), lambda: proxy.set(mode, **settings), proxy.clear, expect, healthy_records,
-                          during=during)
+    result = run_scenario(
+        proxied, tokens(), lambda: proxy.set(mode, **settings), proxy.clear, expect, healthy_records, during=during
+    )
     assert proxy.faulted > 0
     _report(name, result)
 
@@ -389,10 +452,14 @@ def test_everything_without_the_resident_is_502_not_an_empty_record(make_app, to
     try:
         proxy.set("body", match="/fhir/Patient/", body=SOMEONE_ELSE)
         app = make_app(UPSTREAM_URL=proxy.url + "/fhir")
-        r = app.test_client().post("/v1/record", json=FULL, headers={"Authorization": f"Bearer {token('registered_manager')}"})
+        r = app.test_client().post(
+            "/v1/record", json=FULL, headers={"Authorization": f"Bearer {token('registered_manager')}"}
+        )
     finally:
         proxy.close()
-    assert r.status_code == 502 and r.get_json()["issue"][0]["details"]["coding"][0]["code"] == "upstream-invalid-response"
+    assert (
+        r.status_code == 502 and r.get_json()["issue"][0]["details"]["coding"][0]["code"] == "upstream-invalid-response"
+    )
     assert b"entry" not in r.get_data()
     row = list(app.extensions["lcr"].audit.rows())[-1]
     assert (row["outcome"], row["http_status"], row["resources_returned"]) == ("upstream-failed", 502, 0)
@@ -416,8 +483,16 @@ def test_opa_redaction_answer_of_the_wrong_shape_under_load(proxied, tokens, hea
     assert proxy is not None
     broken = b'{"result": {"sections": [], "keep": "everything"}}'
     expect = fault_expect(503, "policy-unavailable", SEE_RECORD)
-    result = run_scenario(proxied, tokens(), lambda: proxy.set("body", match="/v1/data/lcr/redact", body=broken), proxy.clear,
-                          expect, healthy_records, sections=sections, mix=REDACTION_MIX)
+    result = run_scenario(
+        proxied,
+        tokens(),
+        lambda: proxy.set("body", match="/v1/data/lcr/redact", body=broken),
+        proxy.clear,
+        expect,
+        healthy_records,
+        sections=sections,
+        mix=REDACTION_MIX,
+    )
     assert proxy.faulted > 0
     _report("opa-redaction-wrong-shape", result)
 
@@ -449,8 +524,15 @@ def test_opa_killed_and_restarted_under_load(direct, tokens, bundle_server, heal
 
     # Restarted, OPA serves the bundle it persisted before it has reached the bundle server
     # again: for that moment readiness says 503 policy-stale (and then ready, by itself).
-    result = run_scenario(direct, tokens(), direct.opa.kill, restart, POLICY_DOWN, healthy_records,
-                          transitional=frozenset({(503, "policy-stale")}))
+    result = run_scenario(
+        direct,
+        tokens(),
+        direct.opa.kill,
+        restart,
+        POLICY_DOWN,
+        healthy_records,
+        transitional=frozenset({(503, "policy-stale")}),
+    )
     _report("opa-killed", result)
 
 
@@ -461,7 +543,14 @@ def test_upstream_killed_and_restarted_under_load(direct, tokens, healthy_record
     def restart() -> None:
         direct.upstream = processes.start_upstream(direct.run, port=port)
 
-    result = run_scenario(direct, tokens(), direct.upstream.kill_tree, restart, upstream_down(502, "upstream-unavailable"), healthy_records)
+    result = run_scenario(
+        direct,
+        tokens(),
+        direct.upstream.kill_tree,
+        restart,
+        upstream_down(502, "upstream-unavailable"),
+        healthy_records,
+    )
     _report("upstream-killed", result)
 
 
@@ -517,7 +606,9 @@ def test_serving_processes_kill_9_under_load(direct, tokens, healthy_records):
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
 
-    result = run_scenario(direct, tokens(), kill, lambda: None, dict(HEALTHY), healthy_records, may_cut=True, clears_itself=True)
+    result = run_scenario(
+        direct, tokens(), kill, lambda: None, dict(HEALTHY), healthy_records, may_cut=True, clears_itself=True
+    )
     replaced = direct.workers()
     assert len(replaced) == 2 and not set(replaced) & set(workers)
     _report("workers-kill-9", result)

@@ -34,7 +34,9 @@ CLIENTS_PER_REPLICA = 4
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, pg_databases: Any, opa: Any, upstream: Any, jwks_file: Path) -> Iterator[tuple[list[processes.Process], Any, Path]]:
+def fleet(
+    tmp_path: Path, pg_databases: Any, opa: Any, upstream: Any, jwks_file: Path
+) -> Iterator[tuple[list[processes.Process], Any, Path]]:
     db = pg_databases.new("fleet")
     key = write_key(tmp_path / "audit-checkpoint.pem")  # one key, every replica signs with it
     replicas = []
@@ -43,8 +45,13 @@ def fleet(tmp_path: Path, pg_databases: Any, opa: Any, upstream: Any, jwks_file:
             run = tmp_path / f"replica-{k}"
             run.mkdir()
             env = processes.sidecar_env(
-                opa.url, upstream.url, run / "audit.db", jwks_file,
-                AUDIT_STORE_URL=db.url, AUDIT_CHECKPOINT_KEY_FILE=key, AUDIT_CHECKPOINT_EVERY=100,
+                opa.url,
+                upstream.url,
+                run / "audit.db",
+                jwks_file,
+                AUDIT_STORE_URL=db.url,
+                AUDIT_CHECKPOINT_KEY_FILE=key,
+                AUDIT_CHECKPOINT_EVERY=100,
             )
             replicas.append(processes.start_sidecar(run, env, workers=2))
         yield replicas, db, key
@@ -57,7 +64,9 @@ def _load(url: str, bearer: str, answered: list[str], stop: threading.Event) -> 
     with requests.Session() as session:
         while not stop.is_set():
             try:
-                r = session.post(f"{url}/v1/menu", json=MENU_BODY, headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+                r = session.post(
+                    f"{url}/v1/menu", json=MENU_BODY, headers={"Authorization": f"Bearer {bearer}"}, timeout=10
+                )
             except requests.RequestException:
                 return  # this replica is gone
             answered.append(r.headers["X-Decision-Id"])
@@ -120,7 +129,9 @@ def test_the_database_gone_is_503_and_not_ready_then_it_recovers_by_itself(fleet
     bearer = token("senior_carer")
 
     def menu() -> requests.Response:
-        return requests.post(f"{url}/v1/menu", json=MENU_BODY, headers={"Authorization": f"Bearer {bearer}"}, timeout=15)
+        return requests.post(
+            f"{url}/v1/menu", json=MENU_BODY, headers={"Authorization": f"Bearer {bearer}"}, timeout=15
+        )
 
     before = menu()
     assert before.status_code != 503, before.text

@@ -14,7 +14,9 @@ UNDECLARED = ["GET", "PUT", "DELETE", "PATCH", "TRACE"]
 def test_undeclared_methods_are_405_outcomes(live_sidecar, token, path):
     before = live_sidecar.audit_count()
     for method in UNDECLARED:
-        r = requests.request(method, live_sidecar.url + path, headers={"Authorization": f"Bearer {token('admin')}"}, timeout=5)
+        r = requests.request(
+            method, live_sidecar.url + path, headers={"Authorization": f"Bearer {token('admin')}"}, timeout=5
+        )
         assert r.status_code == 405, (method, r.status_code)
         assert outcome_code(r.json()) == "method-not-allowed"
         assert r.headers["Content-Type"] == "application/fhir+json" and r.headers["X-Decision-Id"]

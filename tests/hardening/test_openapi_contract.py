@@ -47,7 +47,7 @@ def test_every_error_response_of_the_api_is_an_operation_outcome(openapi: dict[s
                 if status == "200":
                     continue
                 resolved = responses[response["$ref"].rsplit("/", 1)[1]]
-                (media_type, content), = resolved["content"].items()
+                ((media_type, content),) = resolved["content"].items()
                 assert media_type == "application/fhir+json"
                 assert content["schema"]["$ref"] == f"#/components/schemas/Outcome{status}", (method, path, status)
                 assert "X-Decision-Id" in resolved["headers"]

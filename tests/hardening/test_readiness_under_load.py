@@ -21,8 +21,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -38,13 +39,16 @@ UNAVAILABLE = (503, "policy-unavailable")
 
 
 @pytest.fixture
-def world(tmp_path: Path, bundle_revision: str, run_dir: Path, upstream: Any, jwks_file: Path) -> Iterator[dict[str, Any]]:
+def world(
+    tmp_path: Path, bundle_revision: str, run_dir: Path, upstream: Any, jwks_file: Path
+) -> Iterator[dict[str, Any]]:
     serve = run_dir / "bundles" / "serve"  # the session's signed bundle, served by a server of our own
     server = processes.start_bundle_server(serve, tmp_path)
     opa = processes.start_opa(server.url, tmp_path)
     audit_db = tmp_path / "audit.db"
-    env = processes.sidecar_env(opa.url, upstream.url, audit_db, jwks_file, BUNDLE_MAX_AGE_SECONDS=LIMIT,
-                                OPA_TIMEOUT_SECONDS=1.0)
+    env = processes.sidecar_env(
+        opa.url, upstream.url, audit_db, jwks_file, BUNDLE_MAX_AGE_SECONDS=LIMIT, OPA_TIMEOUT_SECONDS=1.0
+    )
     sidecar = processes.start_sidecar(tmp_path, env)
     w = {"server": server, "opa": opa, "sidecar": sidecar, "audit_db": audit_db, "serve": serve, "run": tmp_path}
     yield w
@@ -67,7 +71,7 @@ class Readyz:
                 session.get(self.url + "/readyz", timeout=10)
                 self.calls += 1
 
-    def __enter__(self) -> "Readyz":
+    def __enter__(self) -> Readyz:
         if self.on:
             self._thread.start()
         return self
@@ -143,17 +147,23 @@ def test_staleness_both_ways_and_an_opa_restart_under_load(world, token: Callabl
     assert len(after) >= 12 and all(a.healthy for a in after), _counts([a for a in after if not a.healthy])
     # Around the switches: healthy, stale, or (OPA down or just up) unavailable; nothing else.
     for a in checked:
-        allowed = {outcome(a)} if a.healthy else {STALE} | ({UNAVAILABLE} if a.done > opa_down and a.sent < opa_up + SETTLE else set())
+        allowed = (
+            {outcome(a)}
+            if a.healthy
+            else {STALE} | ({UNAVAILABLE} if a.done > opa_down and a.sent < opa_up + SETTLE else set())
+        )
         assert outcome(a) in allowed, (a.kind, outcome(a), a.sent - crossing)
 
     went_stale = min(a.done for a in checked if outcome(a) == STALE) - crossing
     last_served = max(a.sent for a in checked if a.healthy and a.sent < opa_down) - crossing
     recovered = max(a.done for a in checked if not a.healthy) - back
     _check_audit(world["audit_db"], answers)
-    print(f"\n{readyz} ({checker.calls} /readyz calls, {len(answers)} answers): last served {last_served:+.3f}s and "
-          f"first policy-stale {went_stale:+.3f}s from crossing the {LIMIT:g}s limit; stale for "
-          f"{server_back - opa_up:.1f}s after OPA's restart; last unhealthy answer {recovered:+.3f}s from OPA "
-          f"reaching the bundle server again")
+    print(
+        f"\n{readyz} ({checker.calls} /readyz calls, {len(answers)} answers): last served {last_served:+.3f}s and "
+        f"first policy-stale {went_stale:+.3f}s from crossing the {LIMIT:g}s limit; stale for "
+        f"{server_back - opa_up:.1f}s after OPA's restart; last unhealthy answer {recovered:+.3f}s from OPA "
+        f"reaching the bundle server again"
+    )
     assert went_stale <= SETTLE and recovered <= SETTLE
 
 

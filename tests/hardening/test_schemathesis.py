@@ -36,7 +36,8 @@ schema = schemathesis.openapi.from_path(str(OPENAPI))
 # A schema-violating body that is also over MAX_BODY_BYTES is refused with 413 before it
 # is parsed: a rejection, as described (the check's default list lacks 413).
 schema.config.checks.negative_data_rejection.expected_statuses = [
-    *schema.config.checks.negative_data_rejection.expected_statuses, "413",
+    *schema.config.checks.negative_data_rejection.expected_statuses,
+    "413",
 ]
 
 

@@ -38,8 +38,16 @@ def served(tmp_path: Path, opa: Any, upstream: Any, jwks_file: Path) -> Any:
 def test_short_soak_grows_no_descriptors_and_stays_small(served, private_pem, tmp_path):
     key_file = tmp_path / "care-app-test.pem"
     key_file.write_bytes(private_pem)
-    result = soak.run(served.url, lambda: {"sidecar": served.proc.pid}, seconds=SECONDS, rate=RATE, sample_every=1.0,
-                      key_file=str(key_file), kid=TEST_KID, work_dir=tmp_path)
+    result = soak.run(
+        served.url,
+        lambda: {"sidecar": served.proc.pid},
+        seconds=SECONDS,
+        rate=RATE,
+        sample_every=1.0,
+        key_file=str(key_file),
+        kid=TEST_KID,
+        work_dir=tmp_path,
+    )
     workers = {name: p for name, p in result["processes"].items() if "-worker-" in name}
     assert len(workers) == 2, f"workers replaced or missing: {sorted(result['processes'])}"
     for name, p in workers.items():

@@ -55,8 +55,18 @@ PROBES = [
     _P("f3-contained-gp", "gp-condition", ("gp-ref-contained",), m.SENIOR),
     _P("f3-urn-uuid-gp", "gp-condition", ("gp-ref-urn-uuid",), m.SENIOR),
     _P("f3-identifier-only-ods-code", "gp-condition", ("gp-ref-identifier",), m.SENIOR),
-    _P("f3-author-practitionerrole-gp", "gp-condition", ("carrier-composition-author", "gp-ref-practitionerrole"), m.SENIOR),
-    _P("f3-medicationstatement-informationsource", "gp-condition", ("carrier-medicationstatement-informationsource",), m.SENIOR),
+    _P(
+        "f3-author-practitionerrole-gp",
+        "gp-condition",
+        ("carrier-composition-author", "gp-ref-practitionerrole"),
+        m.SENIOR,
+    ),
+    _P(
+        "f3-medicationstatement-informationsource",
+        "gp-condition",
+        ("carrier-medicationstatement-informationsource",),
+        m.SENIOR,
+    ),
     _P("f3-encounter-serviceprovider", "gp-condition", ("carrier-encounter-serviceprovider",), m.ADMIN),
     _P("f3-meta-source-upper-case-host", "gp-condition", ("carrier-meta-source-upper-host",), m.SENIOR),
     _P("f3-ods-role-system-RO76", "gp-condition", ("gp-role-ods-RO76",), m.SENIOR),
@@ -69,8 +79,22 @@ PROBES = [
     _P("f4-resident-patient-contains-condition", "mh-condition", ("contained-in-patient",), m.ADMIN),
     # 7. Classification gaps: every MedicationRequest intent has a section.
     *(
-        _P(f"f7-medicationrequest-intent-{intent}", "medication-request", (f"intent-{intent}",) if intent != "order" else (), m.SENIOR)
-        for intent in ("proposal", "plan", "order", "original-order", "reflex-order", "filler-order", "instance-order", "option")
+        _P(
+            f"f7-medicationrequest-intent-{intent}",
+            "medication-request",
+            (f"intent-{intent}",) if intent != "order" else (),
+            m.SENIOR,
+        )
+        for intent in (
+            "proposal",
+            "plan",
+            "order",
+            "original-order",
+            "reflex-order",
+            "filler-order",
+            "instance-order",
+            "option",
+        )
     ),
 ]
 

@@ -4,9 +4,10 @@ session's real OPA."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -14,9 +15,9 @@ import requests
 from sidecar import create_app
 
 from .. import processes
-from . import cases, metamorph
 from ..roster import Roster
 from ..tokens import bound_to
+from . import cases, metamorph
 
 
 @dataclass
@@ -30,7 +31,9 @@ class Served:
         return self.world.records[case]
 
     def ask(self, bearer: str, body: dict[str, Any], client: Any = None) -> Any:
-        return (client or self.client).post("/v1/record", json=body, headers={"Authorization": f"Bearer {bound_to(bearer, body.get('nhs_number'))}"})
+        return (client or self.client).post(
+            "/v1/record", json=body, headers={"Authorization": f"Bearer {bound_to(bearer, body.get('nhs_number'))}"}
+        )
 
     def upstream_pages(self, record: metamorph.Record) -> list[str]:
         """The resident's `$everything` straight from the upstream, every page's raw body."""
@@ -40,7 +43,9 @@ class Served:
             response = requests.get(url, timeout=10)
             response.raise_for_status()
             pages.append(response.text)
-            url = next((link["url"] for link in response.json().get("link", []) if link.get("relation") == "next"), None)
+            url = next(
+                (link["url"] for link in response.json().get("link", []) if link.get("relation") == "next"), None
+            )
         return pages
 
 
@@ -57,7 +62,9 @@ def redaction_world(
     roster.admit([record.nhs_number for record in world.records.values()], [opa.url])
     logs = tmp_path_factory.mktemp("redaction-logs")
     upstream = processes.start_upstream(logs, data_dir, port=port)
-    app = create_app(test_config=processes.sidecar_test_config(opa.url, upstream.url + "/fhir", logs / "audit.db", jwks_file))
+    app = create_app(
+        test_config=processes.sidecar_test_config(opa.url, upstream.url + "/fhir", logs / "audit.db", jwks_file)
+    )
     try:
         yield Served(world, upstream, app, app.test_client())
     finally:

@@ -54,9 +54,10 @@ import copy
 import json
 import random
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from demo_upstream.generate import valid_nhs_number
 
@@ -96,9 +97,16 @@ PAGE = 20  # HAPI's default $everything page size
 
 # Who sees a clean resource of a type, by its section (docs/sections.md).
 SEES: dict[str, frozenset[str]] = {
-    "Flag": ALL, "Appointment": ALL, "Encounter": ALL, "Patient": ALL,
-    "Condition": FROM_SENIOR, "AllergyIntolerance": FROM_SENIOR, "Procedure": FROM_SENIOR,
-    "MedicationStatement": FROM_SENIOR, "MedicationRequest": FROM_SENIOR, "Composition": FROM_SENIOR,
+    "Flag": ALL,
+    "Appointment": ALL,
+    "Encounter": ALL,
+    "Patient": ALL,
+    "Condition": FROM_SENIOR,
+    "AllergyIntolerance": FROM_SENIOR,
+    "Procedure": FROM_SENIOR,
+    "MedicationStatement": FROM_SENIOR,
+    "MedicationRequest": FROM_SENIOR,
+    "Composition": FROM_SENIOR,
 }
 
 _NS = uuid.UUID("5b3d7f0e-9a61-4c1e-b7f2-2f6f3c9e4a10")
@@ -138,7 +146,7 @@ class Record:
     base_url: str  # the upstream's FHIR base, for absolute references
     nhs_number: str
     dob: str
-    world: "World"
+    world: World
     short: str = ""
     patient: dict[str, Any] = field(default_factory=dict)
     resources: list[dict[str, Any]] = field(default_factory=list)  # top level, file order
@@ -169,8 +177,15 @@ class Record:
             self.resources.insert(at, resource)
         return resource
 
-    def add_part(self, name: str, canary: str | None, show: Iterable[str], hide: Iterable[str] = (),
-                 keys: Iterable[str] = (), tokens: Iterable[str] = ()) -> Part:
+    def add_part(
+        self,
+        name: str,
+        canary: str | None,
+        show: Iterable[str],
+        hide: Iterable[str] = (),
+        keys: Iterable[str] = (),
+        tokens: Iterable[str] = (),
+    ) -> Part:
         part = Part(name, canary, frozenset(show), frozenset(hide), tuple(keys), tuple(tokens))
         self.parts[name] = part
         return part
@@ -323,7 +338,9 @@ def base(id: str, tags: Iterable[str]) -> Callable[[Callable[[Record], None]], C
     return register
 
 
-def transform(id: str, group: str, needs: Iterable[str] = (), stage: int = 20) -> Callable[[Callable[[Record], Record]], Callable[[Record], Record]]:
+def transform(
+    id: str, group: str, needs: Iterable[str] = (), stage: int = 20
+) -> Callable[[Callable[[Record], Record]], Callable[[Record], Record]]:
     def register(fn: Callable[[Record], Record]) -> Callable[[Record], Record]:
         assert id not in TRANSFORMS and id != "identity", id
         TRANSFORMS[id] = Transform(id, fn, group, frozenset(needs), stage, len(TRANSFORMS))
@@ -358,9 +375,16 @@ class World:
         if case_id in self.records:
             return self.records[case_id]
         short = uuid.uuid5(_NS, case_id).hex[:12]
-        rec = Record(case_id, base_id, forms, self.base_url, self.nhs_number(),
-                     f"19{30 + int(short[:2], 16) % 30}-{1 + int(short[2:4], 16) % 12:02d}-{1 + int(short[4:6], 16) % 28:02d}",
-                     self, short=short)
+        rec = Record(
+            case_id,
+            base_id,
+            forms,
+            self.base_url,
+            self.nhs_number(),
+            f"19{30 + int(short[:2], 16) % 30}-{1 + int(short[2:4], 16) % 12:02d}-{1 + int(short[4:6], 16) % 28:02d}",
+            self,
+            short=short,
+        )
         rec.patient = {
             "resourceType": "Patient",
             "id": f"res-{short}",
@@ -444,24 +468,31 @@ def _cc(system: str, code: str, display: str, text: str | None = None) -> dict[s
 
 def _flag(rec: Record, id: str) -> dict[str, Any]:
     return {
-        "resourceType": "Flag", "id": id, "status": "active",
+        "resourceType": "Flag",
+        "id": id,
+        "status": "active",
         "code": _cc(SCT, "129839007", "At risk for falls"),
-        "subject": rec.subject(), "period": {"start": "2025-02-03"},
+        "subject": rec.subject(),
+        "period": {"start": "2025-02-03"},
     }
 
 
 def _allergy(rec: Record, id: str) -> dict[str, Any]:
     return {
-        "resourceType": "AllergyIntolerance", "id": id,
+        "resourceType": "AllergyIntolerance",
+        "id": id,
         "clinicalStatus": _cc("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "active", "Active"),
         "code": _cc(SCT, "91936005", "Allergy to penicillin"),
-        "patient": rec.subject(), "recordedDate": "2024-03-01",
+        "patient": rec.subject(),
+        "recordedDate": "2024-03-01",
     }
 
 
 def _encounter(rec: Record, id: str) -> dict[str, Any]:
     return {
-        "resourceType": "Encounter", "id": id, "status": "finished",
+        "resourceType": "Encounter",
+        "id": id,
+        "status": "finished",
         "class": {"system": ACT, "code": "AMB", "display": "ambulatory"},
         "subject": rec.subject(),
         "period": {"start": "2025-03-01T10:00:00+00:00", "end": "2025-03-01T11:00:00+00:00"},
@@ -470,17 +501,23 @@ def _encounter(rec: Record, id: str) -> dict[str, Any]:
 
 def _appointment(rec: Record, id: str) -> dict[str, Any]:
     return {
-        "resourceType": "Appointment", "id": id, "status": "booked",
-        "start": "2026-12-08T10:30:00+00:00", "end": "2026-12-08T11:00:00+00:00",
+        "resourceType": "Appointment",
+        "id": id,
+        "status": "booked",
+        "start": "2026-12-08T10:30:00+00:00",
+        "end": "2026-12-08T11:00:00+00:00",
         "participant": [{"actor": rec.subject(), "status": "accepted"}],
     }
 
 
 def _condition(rec: Record, id: str, code: dict[str, Any]) -> dict[str, Any]:
     return {
-        "resourceType": "Condition", "id": id,
+        "resourceType": "Condition",
+        "id": id,
         "clinicalStatus": _cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "active", "Active"),
-        "code": code, "subject": rec.subject(), "recordedDate": "2024-05-01",
+        "code": code,
+        "subject": rec.subject(),
+        "recordedDate": "2024-05-01",
     }
 
 
@@ -489,10 +526,14 @@ def _composition(rec: Record, id: str) -> dict[str, Any]:
     if not any(r["resourceType"] == "Practitioner" and r["id"] == practitioner for r in rec.resources):
         rec.add({"resourceType": "Practitioner", "id": practitioner, "name": [{"family": "Sample", "given": ["Alex"]}]})
     return {
-        "resourceType": "Composition", "id": id, "status": "final",
+        "resourceType": "Composition",
+        "id": id,
+        "status": "final",
         "type": _cc(SCT, "373942005", "Discharge summary"),
-        "subject": rec.subject(), "date": "2025-01-16T10:00:00+00:00",
-        "author": [{"reference": f"Practitioner/{practitioner}"}], "title": "Discharge summary",
+        "subject": rec.subject(),
+        "date": "2025-01-16T10:00:00+00:00",
+        "author": [{"reference": f"Practitioner/{practitioner}"}],
+        "title": "Discharge summary",
     }
 
 
@@ -516,7 +557,9 @@ _CLINICAL = {"clinical", "top-level", "person-subject", "labelable"}
 @base("mh-condition", tags=_CLINICAL | {"snomed-signal", "mh-condition", "containable", "condition-target"})
 def _mh_condition(rec: Record) -> None:
     c = rec.canary("target")
-    rec.target = rec.add(_condition(rec, c, _cc(SCT, "58214004", f"Schizophrenia {c}-display", f"Schizophrenia {c}-text")))
+    rec.target = rec.add(
+        _condition(rec, c, _cc(SCT, "58214004", f"Schizophrenia {c}-display", f"Schizophrenia {c}-text"))
+    )
     rec.target["note"] = [{"text": f"Under the community mental health team {c}-note"}]
     rec.target["text"] = _div(f"Schizophrenia {c}-narrative")
     rec.name, rec.signal_codes = "Schizophrenia", {"58214004"}
@@ -537,13 +580,16 @@ def _mh_flag(rec: Record) -> None:
 def _gp_condition(rec: Record) -> None:
     c = rec.canary("target")
     rec.ods_code = f"Y{int(rec.short[:6], 16) % 100000:05d}"
-    rec.gp = rec.add({
-        "resourceType": "Organization", "id": rec.local_id("gp"),
-        "identifier": [{"system": ODS_CODE, "value": rec.ods_code}],
-        "active": True,
-        "type": [{"coding": [{"system": ORG_ROLE, "code": "RO76", "display": "GP PRACTICE"}]}],
-        "name": "Riverside Medical Practice",
-    })
+    rec.gp = rec.add(
+        {
+            "resourceType": "Organization",
+            "id": rec.local_id("gp"),
+            "identifier": [{"system": ODS_CODE, "value": rec.ods_code}],
+            "active": True,
+            "type": [{"coding": [{"system": ORG_ROLE, "code": "RO76", "display": "GP PRACTICE"}]}],
+            "name": "Riverside Medical Practice",
+        }
+    )
     # Every real Patient names its practice: this keeps the GP Organization in $everything
     # whatever form the target's own reference to it takes.
     rec.patient["generalPractitioner"] = [{"reference": f"Organization/{rec.gp['id']}"}]
@@ -558,12 +604,17 @@ def _gp_condition(rec: Record) -> None:
 @base("endoscopy-procedure", tags=_CLINICAL | {"snomed-signal", "containable", "condition-target"})
 def _endoscopy(rec: Record) -> None:
     c = rec.canary("target")
-    rec.target = rec.add({
-        "resourceType": "Procedure", "id": c, "status": "completed",
-        "code": _cc(SCT, "73761001", f"Colonoscopy {c}-display", f"Colonoscopy {c}-text"),
-        "subject": rec.subject(), "performedDateTime": "2023-10-05",
-        "note": [{"text": f"Polyp removed {c}-note"}],
-    })
+    rec.target = rec.add(
+        {
+            "resourceType": "Procedure",
+            "id": c,
+            "status": "completed",
+            "code": _cc(SCT, "73761001", f"Colonoscopy {c}-display", f"Colonoscopy {c}-text"),
+            "subject": rec.subject(),
+            "performedDateTime": "2023-10-05",
+            "note": [{"text": f"Polyp removed {c}-note"}],
+        }
+    )
     rec.name, rec.signal_codes = "Colonoscopy", {"73761001"}
     rec.add_part("target", c, MANAGER_ONLY, BELOW_MANAGER, keys=[key(rec.target)], tokens=['"73761001"'])
 
@@ -582,7 +633,9 @@ def _mh_patient(rec: Record) -> None:
     """The resident's own Patient, labelled PSY: the header is classified like any resource."""
     c = rec.canary("target")
     rec.target = rec.patient
-    rec.patient["meta"] = {"security": [{"system": ACT, "code": "PSY", "display": "psychiatry information sensitivity"}]}
+    rec.patient["meta"] = {
+        "security": [{"system": ACT, "code": "PSY", "display": "psychiatry information sensitivity"}]
+    }
     rec.patient["name"][0]["family"] = f"Resident-{c}"
     rec.name = "Psychiatric history"
     rec.add_part("target", c, MANAGER_ONLY, BELOW_MANAGER, keys=[key(rec.patient)])
@@ -608,11 +661,17 @@ def _plain_condition(rec: Record) -> None:
 @base("medication-request", tags=_CLINICAL | {"medreq"})
 def _medication_request(rec: Record) -> None:
     c = rec.canary("target")
-    rec.target = rec.add({
-        "resourceType": "MedicationRequest", "id": c, "status": "active", "intent": "order",
-        "medicationCodeableConcept": _cc(DMD, "322236009", "Paracetamol 500mg tablets"),
-        "subject": rec.subject(), "authoredOn": "2025-06-10",
-    })
+    rec.target = rec.add(
+        {
+            "resourceType": "MedicationRequest",
+            "id": c,
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": _cc(DMD, "322236009", "Paracetamol 500mg tablets"),
+            "subject": rec.subject(),
+            "authoredOn": "2025-06-10",
+        }
+    )
     rec.name = "Paracetamol"
     rec.add_part("target", c, FROM_SENIOR, [ADMIN], keys=[key(rec.target)])
 
@@ -636,9 +695,12 @@ def _carrier_asserter(rec: Record) -> Record:
 def _carrier_medstat(rec: Record) -> Record:
     c = rec.target_part.canary
     new = {
-        "resourceType": "MedicationStatement", "id": c, "status": "active",
+        "resourceType": "MedicationStatement",
+        "id": c,
+        "status": "active",
         "medicationCodeableConcept": _cc(DMD, "325278004", f"Metformin 500mg tablets {c}-display"),
-        "subject": rec.subject(), "effectiveDateTime": "2025-06-10",
+        "subject": rec.subject(),
+        "effectiveDateTime": "2025-06-10",
         "note": [{"text": f"Repeat prescription from the practice {c}-note"}],
     }
     rec.tags -= {"condition-target"}
@@ -747,8 +809,12 @@ def _respell_sct(system: str) -> Callable[[Record], Record]:
     return fn
 
 
-for _id, _system in (("sct-oid", SCT_OID), ("sct-https", "https://snomed.info/sct"),
-                     ("sct-trailing-slash", SCT + "/"), ("sct-spaces", f"  {SCT} ")):
+for _id, _system in (
+    ("sct-oid", SCT_OID),
+    ("sct-https", "https://snomed.info/sct"),
+    ("sct-trailing-slash", SCT + "/"),
+    ("sct-spaces", f"  {SCT} "),
+):
     transform(_id, group="code", needs={"snomed-signal"})(_respell_sct(_system))
 
 
@@ -853,10 +919,14 @@ def _ref_identifier(rec: Record) -> Record:
 @transform("gp-ref-practitionerrole", group="gp-ref", needs={"gp-ref"})
 def _ref_practitioner_role(rec: Record) -> Record:
     assert rec.gp is not None
-    role = rec.add({
-        "resourceType": "PractitionerRole", "id": rec.local_id("role"), "active": True,
-        "organization": {"reference": f"Organization/{rec.gp['id']}"},
-    })
+    role = rec.add(
+        {
+            "resourceType": "PractitionerRole",
+            "id": rec.local_id("role"),
+            "active": True,
+            "organization": {"reference": f"Organization/{rec.gp['id']}"},
+        }
+    )
     return _set_ref(rec, {"reference": f"PractitionerRole/{role['id']}"})
 
 
@@ -908,13 +978,17 @@ def _other_patient(rec: Record) -> dict[str, Any]:
     if "other-patient" in rec.parts:
         return next(r for r in rec.resources if r["id"] == rec.parts["other-patient"].canary)
     c = rec.canary("other-patient")
-    other = rec.add({
-        "resourceType": "Patient", "id": c,
-        "identifier": [{"system": NHS_NUMBER, "value": rec.world.nhs_number()}],
-        "name": [{"family": f"Other-{c}", "given": ["Someone"]}],
-        "gender": "male", "birthDate": "1941-02-03",
-        "link": [{"other": {"reference": f"Patient/{rec.patient['id']}"}, "type": "seealso"}],
-    })
+    other = rec.add(
+        {
+            "resourceType": "Patient",
+            "id": c,
+            "identifier": [{"system": NHS_NUMBER, "value": rec.world.nhs_number()}],
+            "name": [{"family": f"Other-{c}", "given": ["Someone"]}],
+            "gender": "male",
+            "birthDate": "1941-02-03",
+            "link": [{"other": {"reference": f"Patient/{rec.patient['id']}"}, "type": "seealso"}],
+        }
+    )
     rec.add_part("other-patient", c, NOBODY, ALL, keys=[key(other)])
     return other
 
@@ -928,8 +1002,13 @@ def _hook(rec: Record) -> None:
     a reference to the resident in an element of the Patient compartment where the type
     has one, else in an extension."""
     target, resident = rec.target, rec.subject()
-    field_name = {"Condition": "asserter", "Flag": "author", "AllergyIntolerance": "asserter",
-                  "MedicationRequest": "requester", "MedicationStatement": "informationSource"}.get(target["resourceType"])
+    field_name = {
+        "Condition": "asserter",
+        "Flag": "author",
+        "AllergyIntolerance": "asserter",
+        "MedicationRequest": "requester",
+        "MedicationStatement": "informationSource",
+    }.get(target["resourceType"])
     if field_name and field_name not in target:
         target[field_name] = resident
     elif target["resourceType"] == "Procedure" and "performer" not in target:
@@ -962,13 +1041,17 @@ def _someone_else(rec: Record) -> Record:
 transform("second-patient", group="other", needs={"person-subject"}, stage=40)(_other_subject(None))
 transform("subject-someone-else", group="other", needs={"person-subject"}, stage=40)(_someone_else)
 transform("subject-other-relative", group="other", needs={"person-subject"}, stage=40)(
-    _other_subject(lambda rec, other: {"reference": f"Patient/{other['id']}"}))
+    _other_subject(lambda rec, other: {"reference": f"Patient/{other['id']}"})
+)
 transform("subject-other-absolute", group="other", needs={"person-subject"}, stage=40)(
-    _other_subject(lambda rec, other: {"reference": f"{rec.base_url}/Patient/{other['id']}"}))
+    _other_subject(lambda rec, other: {"reference": f"{rec.base_url}/Patient/{other['id']}"})
+)
 transform("subject-other-urn-uuid", group="other", needs={"person-subject"}, stage=40)(
-    _other_subject(lambda rec, other: {"reference": f"urn:uuid:{uuid.uuid5(_NS, other['id'])}"}))
+    _other_subject(lambda rec, other: {"reference": f"urn:uuid:{uuid.uuid5(_NS, other['id'])}"})
+)
 transform("subject-other-nhs-number", group="other", needs={"person-subject"}, stage=40)(
-    _other_subject(lambda rec, other: {"type": "Patient", "identifier": other["identifier"][0]}))
+    _other_subject(lambda rec, other: {"type": "Patient", "identifier": other["identifier"][0]})
+)
 
 
 # -- transforms: into `contained` of an admin-visible resource (stage 50) ----------------
@@ -983,7 +1066,8 @@ def _contain(container_type: str) -> Callable[[Record], Record]:
             container = rec.patient
         else:
             container = {"Encounter": _encounter, "Flag": _flag, "Appointment": _appointment}[container_type](
-                rec, rec.canary("container"))
+                rec, rec.canary("container")
+            )
             rec.add(container)
         # Contained resources do not contain: the target's own contained move up with it.
         inner = target.pop("contained", [])
@@ -1020,7 +1104,8 @@ def _contain(container_type: str) -> Callable[[Record], Record]:
 
 for _container in ("Encounter", "Flag", "Appointment", "Patient"):
     transform(f"contained-in-{_container.lower()}", group="contain", needs={"containable", "top-level"}, stage=50)(
-        _contain(_container))
+        _contain(_container)
+    )
 
 
 # -- transforms: free text, references and extensions that name it (stage 60) ------------
@@ -1030,8 +1115,13 @@ def _carrier(rec: Record, resource: dict[str, Any], text_canary: str | None) -> 
     """Add a clean carrier (its id its own canary; shown wherever its section is) and the
     free-text part it carries (registered_manager only)."""
     rec.add(resource)
-    rec.add_part("carrier", resource["id"], SEES[resource["resourceType"]], ALL - SEES[resource["resourceType"]],
-                 keys=[key(resource)])
+    rec.add_part(
+        "carrier",
+        resource["id"],
+        SEES[resource["resourceType"]],
+        ALL - SEES[resource["resourceType"]],
+        keys=[key(resource)],
+    )
     if text_canary:
         rec.add_part("free-text", text_canary, MANAGER_ONLY, BELOW_MANAGER)
     return rec
@@ -1073,7 +1163,11 @@ def _text_reference_display(rec: Record) -> Record:
 def _text_unknown_display(rec: Record) -> Record:
     c = rec.canary("free-text")
     flag = _flag(rec, rec.canary("carrier"))
-    flag["code"] = {"coding": [{"system": "https://example.org/CodeSystem/local-alerts", "code": "X1", "display": f"{rec.name} {c}"}]}
+    flag["code"] = {
+        "coding": [
+            {"system": "https://example.org/CodeSystem/local-alerts", "code": "X1", "display": f"{rec.name} {c}"}
+        ]
+    }
     return _carrier(rec, flag, c)
 
 
@@ -1108,11 +1202,13 @@ def _composition_section(rec: Record) -> Record:
     """A discharge summary (senior_carer) whose section text and entry display name it."""
     c = rec.canary("free-text")
     composition = _composition(rec, rec.canary("carrier"))
-    composition["section"] = [{
-        "title": "Diagnoses",
-        "text": _div(f"Admitted with {rec.name} {c}-section-text"),
-        "entry": [{"reference": key(rec.target), "display": f"{rec.name} {c}-entry-display"}],
-    }]
+    composition["section"] = [
+        {
+            "title": "Diagnoses",
+            "text": _div(f"Admitted with {rec.name} {c}-section-text"),
+            "entry": [{"reference": key(rec.target), "display": f"{rec.name} {c}-entry-display"}],
+        }
+    ]
     return _carrier(rec, composition, c)
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -66,14 +67,16 @@ def test_f1_audit_at_admin_counts_nothing_it_did_not_show(redaction_world, token
 @pytest.fixture(scope="module")
 def proxied(redaction_world, opa, jwks_file, tmp_path_factory) -> Iterator[tuple[FaultProxy, Any]]:
     proxy = FaultProxy(redaction_world.upstream.url)
-    app = create_app(test_config={
-        "TESTING": True,
-        "OPA_URL": opa.url,
-        "UPSTREAM_URL": proxy.url + "/fhir",
-        "AUDIT_DB": str(tmp_path_factory.mktemp("probe-audit") / "audit.db"),
-        "TOKEN_JWKS_FILE": str(jwks_file),
-        "REDACT_CACHE_ENTRIES": 0,
-    })
+    app = create_app(
+        test_config={
+            "TESTING": True,
+            "OPA_URL": opa.url,
+            "UPSTREAM_URL": proxy.url + "/fhir",
+            "AUDIT_DB": str(tmp_path_factory.mktemp("probe-audit") / "audit.db"),
+            "TOKEN_JWKS_FILE": str(jwks_file),
+            "REDACT_CACHE_ENTRIES": 0,
+        }
+    )
     try:
         yield proxy, app
     finally:
@@ -105,8 +108,12 @@ def test_f4_header_patient_not_the_matched_resident_is_502(redaction_world, prox
         header.pop("identifier")
     if "birthDate" in change:
         header["birthDate"] = change["birthDate"]
-    proxy.set("body", match=f"/fhir/Patient/{pid}/$everything", body=json.dumps(altered).encode(),
-              content_type="application/fhir+json")
+    proxy.set(
+        "body",
+        match=f"/fhir/Patient/{pid}/$everything",
+        body=json.dumps(altered).encode(),
+        content_type="application/fhir+json",
+    )
     try:
         response = redaction_world.ask(token(m.MANAGER), record.request(), client=app.test_client())
     finally:

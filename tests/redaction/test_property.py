@@ -25,8 +25,10 @@ def test_nothing_sensitive_leaves_below_registered_manager(redaction_world, toke
     record = redaction_world.record(m.case_name(*combination))
     response = redaction_world.ask(token(level), record.request())
     found = [
-        p for p in m.problems(record, level, response.status_code, response.data)
-        if p.startswith(("LEAK", "500")) or p.startswith(tuple(f"MISSING {c}" for c in CONTROLS))
+        p
+        for p in m.problems(record, level, response.status_code, response.data)
+        if p.startswith(("LEAK", "500"))
+        or p.startswith(tuple(f"MISSING {c}" for c in CONTROLS))
         or p.startswith("MISSING everything")
     ]
     assert not found, f"{record.case_id} at {level}:\n  " + "\n  ".join(found)

@@ -10,7 +10,9 @@ from ..seed_table import FULL, SMALL
 
 
 def _trail(client, token, body=None, **kw):
-    return client.post("/v1/audit-trail", json={**FULL, **(body or {})}, headers={"Authorization": f"Bearer {token(**kw)}"})
+    return client.post(
+        "/v1/audit-trail", json={**FULL, **(body or {})}, headers={"Authorization": f"Bearer {token(**kw)}"}
+    )
 
 
 def _read(client, token, patient, level, org="VM101"):
@@ -26,7 +28,10 @@ def test_registered_manager_sees_own_care_service_accesses(client, token, audit_
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["scope"] == "own_care_service"
-    assert [(r["subject_id"], r["outcome"]) for r in body["rows"]] == [("staff-0002", "allowed"), ("staff-0001", "denied")]
+    assert [(r["subject_id"], r["outcome"]) for r in body["rows"]] == [
+        ("staff-0002", "allowed"),
+        ("staff-0001", "denied"),
+    ]
     assert all(r["care_service"] == "VM101" and r["nhs_number"] == "9990000018" for r in body["rows"])
     assert "opa_input" not in body["rows"][0]  # who, when, what: not the decision internals
     row = audit_rows()[-1]

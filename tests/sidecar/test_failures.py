@@ -12,7 +12,8 @@ import socket
 import sqlite3
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,9 @@ def _serve(body: bytes, status: int = 200) -> tuple[http.server.ThreadingHTTPSer
 
 
 def _request(app: Any, token: Any) -> Any:
-    return app.test_client().post("/v1/record", json=FULL, headers={"Authorization": f"Bearer {token('registered_manager')}"})
+    return app.test_client().post(
+        "/v1/record", json=FULL, headers={"Authorization": f"Bearer {token('registered_manager')}"}
+    )
 
 
 def _last_row(app: Any) -> dict[str, Any]:
@@ -90,8 +93,13 @@ def test_opa_slow_is_503_within_the_timeout(make_app, token, silent_port):
 def test_opa_without_a_policy_is_503(make_app, token, run_dir):
     # A running OPA with no bundle loaded: the decision is undefined, so the answer is no.
     port = processes.free_port()
-    opa = processes.start("opa-empty", [processes.opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}"],
-                          f"http://127.0.0.1:{port}", "/health", run_dir / "opa-empty.log")
+    opa = processes.start(
+        "opa-empty",
+        [processes.opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}"],
+        f"http://127.0.0.1:{port}",
+        "/health",
+        run_dir / "opa-empty.log",
+    )
     try:
         app = make_app(OPA_URL=opa.url)
         _assert_closed(_request(app, token), 503, "policy-unavailable")
@@ -164,9 +172,15 @@ def test_upstream_slow_is_504(make_app, token, silent_port):
     [
         pytest.param(b"{not json", 200, "upstream-invalid-response", id="invalid-json"),
         pytest.param(b'{"hello": "world"}', 200, "upstream-invalid-response", id="not-fhir"),
-        pytest.param(b'{"resourceType": "Bundle", "entry": "nope"}', 200, "upstream-invalid-response", id="bad-entries"),
-        pytest.param(b'{"resourceType": "Bundle", "entry": [' + b'{"resource": {"resourceType": "Flag"}},' * 2000 + b'{}]}', 200,
-                     "upstream-invalid-response", id="huge-body"),
+        pytest.param(
+            b'{"resourceType": "Bundle", "entry": "nope"}', 200, "upstream-invalid-response", id="bad-entries"
+        ),
+        pytest.param(
+            b'{"resourceType": "Bundle", "entry": [' + b'{"resource": {"resourceType": "Flag"}},' * 2000 + b"{}]}",
+            200,
+            "upstream-invalid-response",
+            id="huge-body",
+        ),
         pytest.param(b"oops", 500, "upstream-unavailable", id="http-500"),
     ],
 )

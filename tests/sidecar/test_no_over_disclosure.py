@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+
 from demo_upstream.generate import random_labelled_record, valid_nhs_number
 
 from .. import processes
 from ..fhir_pages import all_entries, references
-from ..seed_table import ALL_SECTIONS, LEVELS
 from ..roster import Roster
+from ..seed_table import ALL_SECTIONS, LEVELS
 
 SUPPORTING = {"Organization", "Practitioner", "PractitionerRole", "Location"}
 RESIDENTS = 16
@@ -85,7 +86,8 @@ def test_only_allowed_sections_leave(make_app, token, random_world, resident, le
     shown = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]}
     wanted = set(requested) or permitted
     expected = {
-        key for key, label in r["labels"].items()
+        key
+        for key, label in r["labels"].items()
         if key in r["fetched"]
         and (
             label["primary"] == "patient"
@@ -95,9 +97,12 @@ def test_only_allowed_sections_leave(make_app, token, random_world, resident, le
     # Supporting resources (organisations, practitioners) leave with what references them.
     referenced = set().union(*(references(r["fetched"][key]) for key in expected))
     expected |= {
-        key for key, label in r["labels"].items()
+        key
+        for key, label in r["labels"].items()
         if key in r["fetched"] and key.split("/")[0] in SUPPORTING and key in referenced
     }
     assert shown == expected
     assert bundle["total"] == len(bundle["entry"])  # never counts withheld resources
-    assert [e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"] == [r["patient_id"]]
+    assert [e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"] == [
+        r["patient_id"]
+    ]

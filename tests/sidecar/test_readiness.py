@@ -11,19 +11,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from bundles.build import build
-
 from sidecar import errors
 
 from .. import processes
-from ..seed_table import FULL
 from ..roster import publish_seed_roster
+from ..seed_table import FULL
 
 
 @pytest.fixture
@@ -58,9 +58,17 @@ def restart_bundle_server(server: processes.Process, serve: Path, log_dir: Path)
     port = server.url.rsplit(":", 1)[1]
     return processes.start(
         "bundle-server",
-        [str(processes.VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         f"bundles.serve:create_app({str(serve)!r})"],
-        server.url, "/healthz", log_dir / f"bundle-server-{port}-again.log",
+        [
+            str(processes.VENV_BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            f"bundles.serve:create_app({str(serve)!r})",
+        ],
+        server.url,
+        "/healthz",
+        log_dir / f"bundle-server-{port}-again.log",
     )
 
 
@@ -86,7 +94,7 @@ class ReadyzTraffic:
             client.get("/readyz")
             self.calls += 1
 
-    def __enter__(self) -> "ReadyzTraffic":
+    def __enter__(self) -> ReadyzTraffic:
         self._thread.start()
         return self
 
@@ -112,7 +120,10 @@ def test_ready_when_everything_is_fit(client):
     assert response.status_code == 200, response.get_json()
     checks = response.get_json()["checks"]
     assert {name: c["ok"] for name, c in checks.items()} == {
-        "opa": True, "bundle_signed": True, "bundle_fresh": True, "audit_store": True,
+        "opa": True,
+        "bundle_signed": True,
+        "bundle_fresh": True,
+        "audit_store": True,
     }
     assert checks["bundle_fresh"]["revision"].startswith("sha256-")
     assert client.get("/healthz").status_code == 200
@@ -209,8 +220,10 @@ def test_stale_and_ready_again_by_itself(make_app, token, own_opa, readyz):
         ready_at = wait_for(lambda: probe.published().ready, 3.0, "ready again")
         recovered = ready_at - back
         assert _record(app, token).status_code == 200
-    print(f"\n{readyz}: stale {went_stale:+.3f}s after crossing the {limit:g}s limit; ready {recovered:.3f}s after "
-          f"OPA reached the bundle server again")
+    print(
+        f"\n{readyz}: stale {went_stale:+.3f}s after crossing the {limit:g}s limit; ready {recovered:.3f}s after "
+        f"OPA reached the bundle server again"
+    )
     assert -0.05 <= went_stale <= 1.0
     assert recovered <= 1.2
 
@@ -244,8 +257,9 @@ def test_record_requests_go_stale_at_the_limit_without_readyz(make_app, token, o
     first_stale = min(done for sent, done, status in answers if status == 503)
     print(f"\nfirst 503 policy-stale {first_stale - crossing:+.3f}s from crossing the limit")
     rows = list(app.extensions["lcr"].audit.rows())
-    assert [(r["error_code"], r["http_status"]) for r in rows if r["http_status"] == 503] == \
-        [("policy-stale", 503)] * sum(status == 503 for _, _, status in answers)
+    assert [(r["error_code"], r["http_status"]) for r in rows if r["http_status"] == 503] == [
+        ("policy-stale", 503)
+    ] * sum(status == 503 for _, _, status in answers)
 
 
 def test_a_restarted_opa_with_the_bundle_server_down_stays_stale(make_app, token, own_opa):

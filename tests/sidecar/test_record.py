@@ -35,7 +35,10 @@ def upstream_record(upstream: Any, patient: dict[str, str]) -> list[dict[str, An
     """The whole record as the LCR holds it, read straight from the demo upstream (every page)."""
     search = requests.get(
         f"{upstream.url}/fhir/Patient",
-        params={"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{patient['nhs_number']}", "birthdate": patient["dob"]},
+        params={
+            "identifier": f"https://fhir.nhs.uk/Id/nhs-number|{patient['nhs_number']}",
+            "birthdate": patient["dob"],
+        },
         timeout=5,
     ).json()
     patient_id = search["entry"][0]["resource"]["id"]
@@ -52,7 +55,8 @@ def test_each_level_sees_exactly_its_sections(client, token, audit_rows, upstrea
     # the supporting resources (organisations, practitioners) that those reference.
     record = upstream_record(upstream, FULL)
     visible = [
-        r for r in record
+        r
+        for r in record
         if EXPECTED[key(r)]["primary"] == "patient"
         or (EXPECTED[key(r)]["primary"] not in (None, "supporting") and set(EXPECTED[key(r)]["sections"]) <= allowed)
     ]
@@ -61,7 +65,9 @@ def test_each_level_sees_exactly_its_sections(client, token, audit_rows, upstrea
     assert shown == {key(r) for r in visible} | supporting
     row = audit_rows()[-1]
     counts = json.loads(row["sections_returned"])
-    assert set(counts) - {"patient", "supporting"} == set(allowed), "each allowed section has content in the full record"
+    assert set(counts) - {"patient", "supporting"} == set(allowed), (
+        "each allowed section has content in the full record"
+    )
     assert counts["patient"] == 1
     assert row["outcome"] == "allowed" and row["http_status"] == 200
     assert row["resources_returned"] == len(shown)
@@ -167,7 +173,9 @@ def test_body_not_json_is_400(client, token, audit_rows):
 
 
 def test_oversized_body_is_413(client, token):
-    response = client.post("/v1/record", data=b"{" + b" " * 20000 + b"}", headers={"Authorization": f"Bearer {token('admin')}"})
+    response = client.post(
+        "/v1/record", data=b"{" + b" " * 20000 + b"}", headers={"Authorization": f"Bearer {token('admin')}"}
+    )
     assert response.status_code == 413 and _code(response) == "payload-too-large"
 
 
@@ -209,6 +217,7 @@ def test_audit_row_holds_the_decision_and_its_inputs(client, token, audit_rows):
     assert json.loads(row["opa_result"])["allow"] is True
     assert row["latency_ms"] > 0 and row["response_sha256"]
     import hashlib
+
     assert row["response_sha256"] == hashlib.sha256(response.get_data()).hexdigest()
 
 

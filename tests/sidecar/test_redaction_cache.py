@@ -22,7 +22,9 @@ def _counting(app: Any) -> list[str]:
 
 
 def _record(app: Any, token: Any, level: str, body: dict[str, str]) -> Any:
-    response = app.test_client().post("/v1/record", json=body, headers={"Authorization": f"Bearer {token(level, nhs_number=body['nhs_number'])}"})
+    response = app.test_client().post(
+        "/v1/record", json=body, headers={"Authorization": f"Bearer {token(level, nhs_number=body['nhs_number'])}"}
+    )
     assert response.status_code == 200, response.get_json()
     return response.get_json()
 

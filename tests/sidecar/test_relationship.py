@@ -12,8 +12,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -74,7 +75,9 @@ def test_a_resident_of_another_home_is_refused_before_the_lcr_is_asked(make_app,
     menu = post(client, token("senior_carer", nhs_number=HUGHES["nhs_number"]), HUGHES, "/v1/menu").get_json()
     assert menu == {"record_available": False, "sections": [], "reason": "access-denied"}
     # A number the LCR does not hold gets exactly the same answer: the deny says nothing about the LCR.
-    unknown = post(client, token("senior_carer", nhs_number="9434765919"), {"nhs_number": "9434765919", "dob": "1938-04-12"})
+    unknown = post(
+        client, token("senior_carer", nhs_number="9434765919"), {"nhs_number": "9434765919", "dob": "1938-04-12"}
+    )
     assert unknown.status_code == 403 and reasons(unknown) == ["no_legitimate_relationship"]
     assert upstream_calls(upstream) == before
     # Thames View's own staff see him.
@@ -102,18 +105,34 @@ def test_a_token_for_another_resident_is_refused(make_app, token, own, upstream)
     # The same number written another way is the same resident.
     assert post(client, token("registered_manager", nhs_number="999 000 0018"), FULL).status_code == 200
     rows = list(app.extensions["lcr"].audit.rows())
-    assert [r["error_code"] for r in rows] == ["token-patient-mismatch", "token-patient-mismatch", "access-denied", None]
+    assert [r["error_code"] for r in rows] == [
+        "token-patient-mismatch",
+        "token-patient-mismatch",
+        "access-denied",
+        None,
+    ]
     assert json.loads(rows[0]["opa_input"])["requested_record"] == {"nhs_number": SMALL["nhs_number"]}
 
 
 @pytest.mark.parametrize(
     "claim",
     [
-        {"resourceType": "Patient", "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000019"}]},
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000019"}],
+        },
         {"resourceType": "Patient", "identifier": []},
-        {"resourceType": "Practitioner", "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018"}]},
-        {"resourceType": "Patient", "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018"},
-                                                   {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000026"}]},
+        {
+            "resourceType": "Practitioner",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018"}],
+        },
+        {
+            "resourceType": "Patient",
+            "identifier": [
+                {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018"},
+                {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000026"},
+            ],
+        },
         "9990000018",
     ],
     ids=["bad-check-digit", "no-identifier", "not-a-patient", "two-numbers", "not-an-object"],
@@ -146,7 +165,10 @@ def test_identifier_probing_cools_off(make_app, token, own, upstream):
     app = make_app(OPA_URL=own["opa"].url)
     client = app.test_client()
     for nhs in missing:
-        assert post(client, token("senior_carer", nhs_number=nhs), {"nhs_number": nhs, "dob": "1950-01-01"}).status_code == 404
+        assert (
+            post(client, token("senior_carer", nhs_number=nhs), {"nhs_number": nhs, "dob": "1950-01-01"}).status_code
+            == 404
+        )
     cooled = post(client, token("senior_carer"), FULL)
     assert cooled.status_code == 403 and reasons(cooled) == ["identifier_probing_cool_off"]
     # Someone else at the same home is not affected.
@@ -167,7 +189,9 @@ def test_an_admission_reaches_decisions_within_seconds_under_traffic(own, upstre
         session = requests.Session()
         bearer = token("senior_carer")
         while not stop.is_set():
-            r = session.post(sidecar.url + "/v1/record", json=FULL, headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
+            r = session.post(
+                sidecar.url + "/v1/record", json=FULL, headers={"Authorization": f"Bearer {bearer}"}, timeout=30
+            )
             statuses.append(r.status_code)
 
     workers = [threading.Thread(target=traffic) for _ in range(3)]
@@ -181,15 +205,17 @@ def test_an_admission_reaches_decisions_within_seconds_under_traffic(own, upstre
             # not (yet) theirs is what the identifier-probing cool-off stops.
             return token("senior_carer", sub=f"staff-1{n:03d}", nhs_number=newcomer["nhs_number"])
 
-        before = requests.post(sidecar.url + "/v1/menu", json=newcomer,
-                               headers={"Authorization": f"Bearer {bearer(0)}"}, timeout=30).json()
+        before = requests.post(
+            sidecar.url + "/v1/menu", json=newcomer, headers={"Authorization": f"Bearer {bearer(0)}"}, timeout=30
+        ).json()
         assert before["record_available"] is False and before["reason"] == "access-denied"
         own["roster"].services["VM101"]["9990000034"] = {"status": "resident", "start": "2026-01-05"}
         published = time.monotonic()
         own["roster"].publish()
         for n in range(1, 10_000):
-            answer = requests.post(sidecar.url + "/v1/menu", json=newcomer,
-                                   headers={"Authorization": f"Bearer {bearer(n)}"}, timeout=30).json()
+            answer = requests.post(
+                sidecar.url + "/v1/menu", json=newcomer, headers={"Authorization": f"Bearer {bearer(n)}"}, timeout=30
+            ).json()
             if answer.get("reason") != "access-denied":
                 break
             assert time.monotonic() - published < 60, "the admission did not reach decisions within 60 s"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -32,7 +33,9 @@ def test_concurrent_requests_each_leave_one_row(served, token):
     levels = ["no_access", "admin", "senior_carer", "registered_manager"] * 10
 
     def one(level: str) -> tuple[str, int, str]:
-        r = requests.post(f"{sidecar.url}/v1/record", json=FULL, headers={"Authorization": f"Bearer {token(level)}"}, timeout=10)
+        r = requests.post(
+            f"{sidecar.url}/v1/record", json=FULL, headers={"Authorization": f"Bearer {token(level)}"}, timeout=10
+        )
         return level, r.status_code, r.headers["X-Decision-Id"]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -73,8 +76,13 @@ def test_application_log_holds_no_nhs_number_or_record_content(served, token):
     of the forms sent), date of birth or name appears in it."""
     sidecar, _ = served
     residents = _residents()
-    asked = [FULL, {"nhs_number": "1234567890", "dob": "1938-04-12"}, {"nhs_number": "999 000 0026", "dob": "1945-11-02"},
-             {"nhs_number": "999-000-0034", "dob": "1941-07-15"}, {"nhs_number": "9990000018", "dob": "2999-01-01"}]
+    asked = [
+        FULL,
+        {"nhs_number": "1234567890", "dob": "1938-04-12"},
+        {"nhs_number": "999 000 0026", "dob": "1945-11-02"},
+        {"nhs_number": "999-000-0034", "dob": "1941-07-15"},
+        {"nhs_number": "9990000018", "dob": "2999-01-01"},
+    ]
     for resident in residents:
         for number in _nhs_numbers(resident):
             asked.append({"nhs_number": number, "dob": resident.get("birthDate", "1900-01-01")})
@@ -83,8 +91,9 @@ def test_application_log_holds_no_nhs_number_or_record_content(served, token):
         for level in ("registered_manager", "senior_carer", "admin", "no_access"):
             for endpoint in ("record", "menu", "audit-trail"):
                 bound = token(level, nhs_number=body["nhs_number"].replace(" ", "").replace("-", ""))
-                r = requests.post(f"{sidecar.url}/v1/{endpoint}", json=body, headers={"Authorization": f"Bearer {bound}"},
-                                  timeout=10)
+                r = requests.post(
+                    f"{sidecar.url}/v1/{endpoint}", json=body, headers={"Authorization": f"Bearer {bound}"}, timeout=10
+                )
                 decision_ids.add(r.headers["X-Decision-Id"])
         r = requests.post(f"{sidecar.url}/v1/record", json=body, headers={"Authorization": "Bearer nope"}, timeout=10)
         decision_ids.add(r.headers["X-Decision-Id"])
@@ -97,8 +106,15 @@ def test_application_log_holds_no_nhs_number_or_record_content(served, token):
         assert {"action", "outcome", "status", "code", "latency_ms", "audit_write_ms"} <= set(line)
     secrets = {body["nhs_number"] for body in asked} | {body["dob"] for body in asked}
     for resident in residents:
-        secrets |= {n for number in _nhs_numbers(resident) for n in (number, f"{number[:3]} {number[3:6]} {number[6:]}")}
-        secrets |= {part for name in resident.get("name", []) for part in [*name.get("given", []), name.get("family", "")] if part}
+        secrets |= {
+            n for number in _nhs_numbers(resident) for n in (number, f"{number[:3]} {number[3:6]} {number[6:]}")
+        }
+        secrets |= {
+            part
+            for name in resident.get("name", [])
+            for part in [*name.get("given", []), name.get("family", "")]
+            if part
+        }
     assert len(secrets) > 20
     for secret in sorted(secrets):
         assert secret not in log

@@ -18,13 +18,15 @@ def test_defaults_are_of_their_types():
 
 
 def test_environment_values_are_converted_once():
-    values = load(environ={
-        "LCR_SIDECAR_MAX_BODY_BYTES": "100",
-        "LCR_SIDECAR_OPA_TIMEOUT_SECONDS": "2",
-        "LCR_SIDECAR_OPA_URL": "http://opa:8181",
-        "LCR_SIDECAR_TOKEN_ALGORITHMS": '["ES256"]',
-        "LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE": "",
-    })
+    values = load(
+        environ={
+            "LCR_SIDECAR_MAX_BODY_BYTES": "100",
+            "LCR_SIDECAR_OPA_TIMEOUT_SECONDS": "2",
+            "LCR_SIDECAR_OPA_URL": "http://opa:8181",
+            "LCR_SIDECAR_TOKEN_ALGORITHMS": '["ES256"]',
+            "LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE": "",
+        }
+    )
     assert values["MAX_BODY_BYTES"] == 100
     assert values["OPA_TIMEOUT_SECONDS"] == 2.0 and isinstance(values["OPA_TIMEOUT_SECONDS"], float)
     assert values["OPA_URL"] == "http://opa:8181"
@@ -43,12 +45,15 @@ def test_the_config_file_variable_is_not_a_setting_but_is_known(tmp_path: Path):
     assert load(environ={"LCR_SIDECAR_CONFIG": str(path)})["MAX_BODY_BYTES"] == 2048
 
 
-@pytest.mark.parametrize(("name", "raw"), [
-    ("MAX_BODY_BYTES", "1.5"),
-    ("MAX_BODY_BYTES", "lots"),
-    ("OPA_TIMEOUT_SECONDS", "true"),
-    ("TOKEN_ALGORITHMS", "RS256"),
-])
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("MAX_BODY_BYTES", "1.5"),
+        ("MAX_BODY_BYTES", "lots"),
+        ("OPA_TIMEOUT_SECONDS", "true"),
+        ("TOKEN_ALGORITHMS", "RS256"),
+    ],
+)
 def test_a_value_of_the_wrong_type_stops_start_up(name: str, raw: str):
     with pytest.raises(SettingsError, match=f"LCR_SIDECAR_{name}: {name} must be"):
         load(environ={f"LCR_SIDECAR_{name}": raw})

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -12,8 +13,8 @@ from bundles.build import build
 
 from .. import processes
 from ..bundles.test_delivery import changed_policies, drop_admin_appointments
-from ..seed_table import FULL
 from ..roster import publish_seed_roster
+from ..seed_table import FULL
 
 
 @pytest.fixture

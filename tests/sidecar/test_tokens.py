@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
@@ -23,7 +24,9 @@ def _b64(data: dict[str, Any]) -> str:
 
 def _other_key() -> bytes:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _alg_none(token: Callable[..., str]) -> str:
@@ -37,9 +40,14 @@ def _hs256_with_public_key(token: Callable[..., str], jwks: dict[str, Any]) -> s
     header = {"alg": "HS256", "typ": "JWT", "kid": "care-app-test-1"}
     import hashlib
     import hmac
+
     signing_input = f"{_b64(header)}.{_b64(claims)}"
     secret = json.dumps(jwks).encode()
-    signature = base64.urlsafe_b64encode(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    signature = (
+        base64.urlsafe_b64encode(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())
+        .rstrip(b"=")
+        .decode()
+    )
     return f"{signing_input}.{signature}"
 
 
@@ -87,7 +95,8 @@ def test_refused_tokens_get_401_and_an_audit_row(client, token, jwks_file, audit
 
 def test_valid_token_claims_become_subject_without_extras(client, token, audit_rows):
     response = client.post(
-        "/v1/record", json=FULL,
+        "/v1/record",
+        json=FULL,
         headers={"Authorization": f"Bearer {token('admin', extra={'favourite_colour': 'blue'})}"},
     )
     assert response.status_code == 200
@@ -127,12 +136,19 @@ def _with_claim(token: Callable[..., str], private_pem: bytes, claim: str, value
     else:
         claims[claim] = value
     # Signed as JSON text (PyJWT's own encode refuses some of these values before signing).
-    return jwt.api_jws.encode(json.dumps(claims).encode(), private_pem, algorithm="RS256", headers={"kid": "care-app-test-1"})
+    return jwt.api_jws.encode(
+        json.dumps(claims).encode(), private_pem, algorithm="RS256", headers={"kid": "care-app-test-1"}
+    )
 
 
 @pytest.mark.parametrize(
     ("claim", "value"),
-    [pytest.param(c, v, id=f"{c}-{k}") for c in _CLAIMS for k, v in _BAD_VALUES.items() if not (c == "aud" and k == "a-list")]
+    [
+        pytest.param(c, v, id=f"{c}-{k}")
+        for c in _CLAIMS
+        for k, v in _BAD_VALUES.items()
+        if not (c == "aud" and k == "a-list")
+    ]
     + [
         pytest.param("aud", [], id="aud-empty-list"),
         pytest.param("aud", ["lcr-sidecar", ""], id="aud-list-with-an-empty-string"),
@@ -144,7 +160,9 @@ def _with_claim(token: Callable[..., str], private_pem: bytes, claim: str, value
         pytest.param("lcr_audit_role", "a" * (MAX_CLAIM_CHARS + 1), id="lcr_audit_role-too-long"),
         pytest.param("requesting_practitioner", {"id": float("nan")}, id="requesting_practitioner-nan"),
         pytest.param("requesting_practitioner", [float("inf")], id="requesting_practitioner-infinity"),
-        pytest.param("requesting_practitioner", [[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]], id="requesting_practitioner-too-deep"),
+        pytest.param(
+            "requesting_practitioner", [[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]], id="requesting_practitioner-too-deep"
+        ),
     ],
 )
 def test_a_claim_the_decision_or_row_rests_on_must_be_a_bounded_nonempty_string(
@@ -165,7 +183,11 @@ def test_a_claim_the_decision_or_row_rests_on_must_be_a_bounded_nonempty_string(
         pytest.param("name", "n" * MAX_CLAIM_CHARS, id="name-at-the-bound"),
         pytest.param("sub", "s" * MAX_CLAIM_CHARS, id="sub-at-the-bound"),
         pytest.param("aud", ["someone-else", "lcr-sidecar"], id="aud-a-list-with-ours"),
-        pytest.param("requesting_practitioner", {"resourceType": "Practitioner", "identifier": [{"value": "G123"}]}, id="practitioner-object"),
+        pytest.param(
+            "requesting_practitioner",
+            {"resourceType": "Practitioner", "identifier": [{"value": "G123"}]},
+            id="practitioner-object",
+        ),
     ],
 )
 def test_valid_claim_shapes_still_pass(client, token, private_pem, audit_rows, claim, value):

@@ -13,7 +13,8 @@ import json
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,10 @@ def patient(pid: str = "p1", nhs: str = "9434765919", dob: str = "1960-01-01") -
 
 
 def flags(n: int, subject: str = "p1") -> list[dict[str, Any]]:
-    return [{"resourceType": "Flag", "id": f"f{i}", "status": "active", "subject": {"reference": f"Patient/{subject}"}}
-            for i in range(n)]
+    return [
+        {"resourceType": "Flag", "id": f"f{i}", "status": "active", "subject": {"reference": f"Patient/{subject}"}}
+        for i in range(n)
+    ]
 
 
 # -- a small FHIR server ---------------------------------------------------------------------
@@ -85,11 +88,19 @@ class Stub:
         else:
             self.routes[target] = (status, body if isinstance(body, bytes) else json.dumps(body).encode())
 
-    def pages(self, first: str, resources: list[dict[str, Any]], size: int = 20, search_id: str = "s1",
-              next_url: Callable[[int], str] | None = None) -> None:
+    def pages(
+        self,
+        first: str,
+        resources: list[dict[str, Any]],
+        size: int = 20,
+        search_id: str = "s1",
+        next_url: Callable[[int], str] | None = None,
+    ) -> None:
         """Serve `resources` as HAPI pages them: `first`, then `{base}?_getpages=…&_getpagesoffset=N&_count=size`."""
-        make_next = next_url or (lambda offset: f"{self.base}?_getpages={search_id}&_getpagesoffset={offset}&_count={size}")
-        chunks = [resources[i:i + size] for i in range(0, len(resources), size)] or [[]]
+        make_next = next_url or (
+            lambda offset: f"{self.base}?_getpages={search_id}&_getpagesoffset={offset}&_count={size}"
+        )
+        chunks = [resources[i : i + size] for i in range(0, len(resources), size)] or [[]]
         for n, chunk in enumerate(chunks):
             offset = n * size
             bundle = searchset(chunk, self.base)
@@ -104,7 +115,11 @@ class Stub:
 
 
 def searchset(resources: list[dict[str, Any]], base: str, full_urls: bool = True) -> dict[str, Any]:
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": [{"relation": "self", "url": base}]}
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "self", "url": base}],
+    }
     if resources:
         bundle["entry"] = [
             {**({"fullUrl": f"{base}/{r['resourceType']}/{r['id']}"} if full_urls else {}), "resource": r}
@@ -139,6 +154,7 @@ EVERYTHING = "/fhir/Patient/p1/$everything"
 
 # -- paging ----------------------------------------------------------------------------------
 
+
 def test_every_page_of_everything_is_fetched_like_hapi_pages_it(stub):
     record = [patient(), *flags(44)]
     stub.pages(EVERYTHING, record)
@@ -147,7 +163,10 @@ def test_every_page_of_everything_is_fetched_like_hapi_pages_it(stub):
     assert fetched.pages == 3
     assert [r["id"] for r in fetched.resources] == [r["id"] for r in record]
     assert fetched.full_urls == [f"{stub.base}/{r['resourceType']}/{r['id']}" for r in record]
-    assert stub.hits[1:] == ["/fhir?_getpages=s1&_getpagesoffset=20&_count=20", "/fhir?_getpages=s1&_getpagesoffset=40&_count=20"]
+    assert stub.hits[1:] == [
+        "/fhir?_getpages=s1&_getpagesoffset=20&_count=20",
+        "/fhir?_getpages=s1&_getpagesoffset=40&_count=20",
+    ]
 
 
 def test_entries_without_full_url_are_none(stub):
@@ -160,8 +179,12 @@ def test_entries_without_full_url_are_none(stub):
 
 
 def test_a_next_link_under_the_base_path_and_relative_links_are_followed(stub):
-    stub.pages(EVERYTHING, [patient(), *flags(5)], size=2,
-               next_url=lambda offset: f"{stub.base}/Patient/p1/$everything?page={offset}")
+    stub.pages(
+        EVERYTHING,
+        [patient(), *flags(5)],
+        size=2,
+        next_url=lambda offset: f"{stub.base}/Patient/p1/$everything?page={offset}",
+    )
     assert len(upstream_for(stub).everything("p1", RESIDENT).resources) == 6
     relative = searchset([patient()], stub.base)
     relative["link"].append({"relation": "next", "url": "$everything?page=2"})
@@ -172,8 +195,12 @@ def test_a_next_link_under_the_base_path_and_relative_links_are_followed(stub):
 
 def test_scheme_and_host_compare_case_insensitively_and_default_ports_are_the_same_port():
     upstream = FhirUpstream("https://LCR.example.nhs.uk/fhir/R4/", 1.0, 1000)
-    for url in ["https://lcr.example.nhs.uk/fhir/R4?_getpages=x", "HTTPS://LCR.EXAMPLE.NHS.UK:443/fhir/R4/Patient/p1",
-                "https://lcr.example.nhs.uk/fhir/R4/", "https://lcr.example.nhs.uk/fhir/R4#frag"]:
+    for url in [
+        "https://lcr.example.nhs.uk/fhir/R4?_getpages=x",
+        "HTTPS://LCR.EXAMPLE.NHS.UK:443/fhir/R4/Patient/p1",
+        "https://lcr.example.nhs.uk/fhir/R4/",
+        "https://lcr.example.nhs.uk/fhir/R4#frag",
+    ]:
         assert upstream._on_base(url), url
 
 
@@ -312,7 +339,9 @@ def test_a_missing_page_two_is_not_a_missing_record(stub):
         pytest.param("not a list", id="link-not-a-list"),
         pytest.param(["x"], id="link-not-objects"),
         pytest.param([{"relation": "next", "url": 7}], id="url-not-a-string"),
-        pytest.param([{"relation": "next", "url": "http://a/fhir"}, {"relation": "next", "url": "http://b/fhir"}], id="two-nexts"),
+        pytest.param(
+            [{"relation": "next", "url": "http://a/fhir"}, {"relation": "next", "url": "http://b/fhir"}], id="two-nexts"
+        ),
     ],
 )
 def test_unreadable_links_are_502(stub, link):
@@ -343,15 +372,20 @@ def test_search_sends_the_identifiers(stub):
     stub.add(SEARCH, searchset([patient()], stub.base))
     assert upstream_for(stub).find_patient(RESIDENT)["id"] == "p1"
     [hit] = stub.hits
-    assert hit == "/fhir/Patient?identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C9434765919&birthdate=1960-01-01"
+    assert (
+        hit == "/fhir/Patient?identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C9434765919&birthdate=1960-01-01"
+    )
 
 
 @pytest.mark.parametrize(
     "entries, page_size",
     [
         pytest.param([patient(), patient()], 20, id="same-id-twice-on-a-page"),
-        pytest.param([patient(), *[{"resourceType": "OperationOutcome", "id": f"o{i}"} for i in range(20)], patient()], 20,
-                     id="same-id-again-on-page-2"),
+        pytest.param(
+            [patient(), *[{"resourceType": "OperationOutcome", "id": f"o{i}"} for i in range(20)], patient()],
+            20,
+            id="same-id-again-on-page-2",
+        ),
         pytest.param([patient()] * 3, 1, id="same-id-on-every-page"),
     ],
 )
@@ -364,8 +398,11 @@ def test_identical_search_entries_are_one_match(stub, entries, page_size):
     "entries, page_size",
     [
         pytest.param([patient("p1"), patient("p2")], 20, id="two-registrations"),
-        pytest.param([patient("p1"), *[{"resourceType": "OperationOutcome", "id": f"o{i}"} for i in range(19)], patient("p2")], 20,
-                     id="second-registration-on-page-2"),
+        pytest.param(
+            [patient("p1"), *[{"resourceType": "OperationOutcome", "id": f"o{i}"} for i in range(19)], patient("p2")],
+            20,
+            id="second-registration-on-page-2",
+        ),
         pytest.param([], 20, id="none"),
         pytest.param([patient(dob="1960-01")], 20, id="partial-birth-date"),
         pytest.param([patient(nhs="9990000018")], 20, id="other-nhs-number"),
@@ -400,13 +437,17 @@ def test_a_search_that_is_not_found_is_an_upstream_failure_not_no_record(stub):
 
 # -- the header Patient ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "header",
     [
         pytest.param(patient(nhs="9990000018"), id="other-nhs-number"),
         pytest.param(patient(dob="1960-01-02"), id="other-birth-date"),
         pytest.param(patient(dob="1960-01"), id="partial-birth-date"),
-        pytest.param({**patient(), "identifier": [{"system": "https://example.org/other", "value": "9434765919"}]}, id="other-system"),
+        pytest.param(
+            {**patient(), "identifier": [{"system": "https://example.org/other", "value": "9434765919"}]},
+            id="other-system",
+        ),
         pytest.param({**patient(), "identifier": "9434765919"}, id="identifier-not-a-list"),
         pytest.param({k: v for k, v in patient().items() if k != "birthDate"}, id="no-birth-date"),
     ],
@@ -444,10 +485,13 @@ def test_without_identifiers_the_header_is_not_checked(stub):
 
 # -- one deadline ----------------------------------------------------------------------------
 
+
 class Trickle:
     """A raw HTTP server that answers every request one byte every `interval` seconds, forever."""
 
-    def __init__(self, interval: float = 0.2, headers_first: bool = True, tls_files: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, interval: float = 0.2, headers_first: bool = True, tls_files: tuple[str, str] | None = None
+    ) -> None:
         self.interval, self.headers_first = interval, headers_first
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -507,7 +551,10 @@ def test_a_trickling_upstream_ends_at_the_deadline(headers_first):
         elapsed = time.monotonic() - started
     finally:
         trickle.close()
-    print(f"trickle ({'body' if headers_first else 'headers'}): 504 after {elapsed:.3f} s, {trickle.bytes_sent} bytes received")
+    print(
+        f"trickle ({'body' if headers_first else 'headers'}): 504 after {elapsed:.3f} s, {trickle.bytes_sent} bytes "
+        "received"
+    )
     assert trickle.bytes_sent >= 3  # it did trickle: each read got a byte well inside the 5 s timeout
     assert 1.0 <= elapsed < 1.0 + 0.3
 
@@ -523,6 +570,7 @@ def test_one_deadline_spans_the_search_and_every_page(stub):
                 handler.wfile.write(body)
             except OSError:
                 pass  # the sidecar gave up at its deadline
+
         return respond
 
     stub.add(SEARCH, slow(json.dumps(searchset([patient()], stub.base)).encode(), 0.4))
@@ -561,13 +609,24 @@ def test_the_deadline_does_not_outlive_the_request(stub):
 
 # -- settings and the served sidecar ---------------------------------------------------------
 
+
 def test_from_settings():
-    upstream = FhirUpstream.from_settings({
-        "UPSTREAM_URL": "http://127.0.0.1:9/fhir/", "UPSTREAM_TIMEOUT_SECONDS": 2, "UPSTREAM_MAX_BYTES": 10,
-        "UPSTREAM_MAX_PAGES": 3, "UPSTREAM_DEADLINE_SECONDS": 4,
-    })
+    upstream = FhirUpstream.from_settings(
+        {
+            "UPSTREAM_URL": "http://127.0.0.1:9/fhir/",
+            "UPSTREAM_TIMEOUT_SECONDS": 2,
+            "UPSTREAM_MAX_BYTES": 10,
+            "UPSTREAM_MAX_PAGES": 3,
+            "UPSTREAM_DEADLINE_SECONDS": 4,
+        }
+    )
     assert (upstream.base_url, upstream.timeout, upstream.max_bytes, upstream.max_pages, upstream.deadline_seconds) == (
-        "http://127.0.0.1:9/fhir", 2.0, 10, 3, 4.0)
+        "http://127.0.0.1:9/fhir",
+        2.0,
+        10,
+        3,
+        4.0,
+    )
 
 
 @pytest.mark.parametrize("url", ["ftp://x/fhir", "http://u@x/fhir", "x/fhir"])
@@ -586,8 +645,11 @@ def test_the_served_sidecar_answers_504_at_the_deadline_with_an_audit_row(make_a
         app = make_app(UPSTREAM_URL=trickle.base, UPSTREAM_DEADLINE_SECONDS=1.0)
         _wired(app, 1.0)
         started = time.monotonic()
-        response = app.test_client().post("/v1/record", json={"nhs_number": "9990000018", "dob": "1938-04-12"},
-                                          headers={"Authorization": f"Bearer {token('registered_manager')}"})
+        response = app.test_client().post(
+            "/v1/record",
+            json={"nhs_number": "9990000018", "dob": "1938-04-12"},
+            headers={"Authorization": f"Bearer {token('registered_manager')}"},
+        )
         elapsed = time.monotonic() - started
     finally:
         trickle.close()
@@ -605,8 +667,11 @@ def test_the_served_sidecar_refuses_a_record_with_an_off_base_page(make_app, tok
     first["link"].append({"relation": "next", "url": f"{elsewhere.base}?_getpages=s1"})
     stub.add("/fhir/Patient/mthompson/$everything", first)
     app = make_app(UPSTREAM_URL=stub.base)
-    response = app.test_client().post("/v1/record", json={"nhs_number": "9990000018", "dob": "1938-04-12"},
-                                      headers={"Authorization": f"Bearer {token('registered_manager')}"})
+    response = app.test_client().post(
+        "/v1/record",
+        json={"nhs_number": "9990000018", "dob": "1938-04-12"},
+        headers={"Authorization": f"Bearer {token('registered_manager')}"},
+    )
     assert response.status_code == 502
     assert response.get_json()["issue"][0]["details"]["coding"][0]["code"] == "upstream-invalid-response"
     assert b"entry" not in response.get_data()
@@ -616,6 +681,7 @@ def test_the_served_sidecar_refuses_a_record_with_an_off_base_page(make_app, tok
 
 
 # -- the same over TLS (the LCR is HTTPS) ------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
@@ -630,10 +696,14 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -641,8 +711,9 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     )
     folder = tmp_path_factory.mktemp("tls")
     (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(folder / "cert.pem"), str(folder / "key.pem")
 
 
