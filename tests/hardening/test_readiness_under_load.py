@@ -114,7 +114,7 @@ def test_staleness_both_ways_and_an_opa_restart_under_load(world, token: Callabl
             server_back = time.time()
             world["server"] = restart_bundle_server(world["server"], world["serve"], world["run"])
             wait_for(lambda: reached_at(world["opa"].url) is not None, 15, "OPA reaching the bundle server", every=0.02)
-            back = reached_at(world["opa"].url)
+            back = reached_at(world["opa"].url, latest=True)
             assert back is not None
             _sleep_until(back + SETTLE + 1.5)
     finally:

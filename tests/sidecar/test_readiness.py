@@ -40,9 +40,12 @@ def own_opa(tmp_path: Path) -> Iterator[dict[str, Any]]:
     world["server"].stop()
 
 
-def reached_at(opa_url: str) -> float | None:
+def reached_at(opa_url: str, latest: bool = False) -> float | None:
     """When OPA last reached the bundle server for both bundles, policy and roster (the older
-    of its two gauges, wall-clock seconds, as readiness reads them); None: not since it started."""
+    of its two gauges, wall-clock seconds, as readiness reads them); None: not since it started.
+
+    latest: the newer of the two instead — read as soon as both were reached again after an
+    outage, the moment both became fresh (OPA polls each bundle on its own timer)."""
     reached = {}
     for line in requests.get(opa_url + "/metrics", timeout=5).text.splitlines():
         for name in ("lcr", "roster"):
@@ -50,7 +53,7 @@ def reached_at(opa_url: str) -> float | None:
                 reached[name] = float(line.split()[-1])
     if len(reached) < 2 or min(reached.values()) <= 0:
         return None
-    return min(reached.values()) / 1e9
+    return (max if latest else min)(reached.values()) / 1e9
 
 
 def restart_bundle_server(server: processes.Process, serve: Path, log_dir: Path) -> processes.Process:
@@ -215,7 +218,7 @@ def test_stale_and_ready_again_by_itself(make_app, token, own_opa, readyz):
 
         own_opa["server"] = restart_bundle_server(own_opa["server"], own_opa["serve"], own_opa["run"])
         wait_for(lambda: (reached_at(own_opa["opa"].url) or 0) > last, 10.0, "reached again", every=0.05)
-        back = reached_at(own_opa["opa"].url)
+        back = reached_at(own_opa["opa"].url, latest=True)
         assert back is not None
         ready_at = wait_for(lambda: probe.published().ready, 3.0, "ready again")
         recovered = ready_at - back
