@@ -8,7 +8,7 @@ REGAL = $(shell scripts/tools.sh regal)
 HAPI_JAR = $(shell scripts/hapi.sh jar)
 PG_BIN = $(shell scripts/pg.sh bindir)
 
-.PHONY: help venv lock tools hapi bundle run test test-policy test-python lint-policy fmt clean bench bench-1m bench-profile soak
+.PHONY: help venv lock tools hapi bundle run test test-policy test-python lint-python lint-policy fmt clean bench bench-1m bench-profile soak
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,7 +61,12 @@ test-policy: tools  ## opa check --strict, opa fmt, regal lint, opa test --cover
 test-python: venv tools hapi  ## pytest (integration tests run the real opa, a HAPI FHIR server and a throwaway PostgreSQL)
 	LCR_OPA_BIN=$(OPA) LCR_HAPI_JAR=$(HAPI_JAR) LCR_PG_BIN=$(PG_BIN) $(PY) -m pytest
 
-test: venv test-policy test-python  ## everything CI runs
+lint-python: venv  ## ruff format --check, ruff check, mypy (strict on sidecar, audit_store, bundles); settings in pyproject.toml
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: venv lint-python test-policy test-python  ## everything CI runs
 
 bench: venv tools  ## benchmarks (results in bench/results/ and bench/overhead/RESULTS.md); ~10 min
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -80,8 +85,10 @@ soak: venv tools  ## 180 s of mixed traffic at a steady rate; RSS, open files, l
 bench-1m: venv tools  ## replay/impact on 1,000,000 logged decisions (generates and caches the log)
 	LCR_OPA_BIN=$(OPA) $(PY) -m bench.replay --rows 1000000
 
-fmt: tools  ## format the Rego in place
+fmt: tools venv  ## format the Rego and the Python in place (and apply ruff's safe fixes)
 	$(OPA) fmt --write policies
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean:  ## remove the venv and local state (not the tools cache)
 	rm -rf $(VENV) var

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from .store import AuditStore
+
+if TYPE_CHECKING:
+    from .pg import PgAuditStore
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -60,4 +63,4 @@ def open_store(url: str | os.PathLike[str], busy_timeout_ms: int = 2000, **kw: A
 
 
 #: either store (the PostgreSQL one is imported only when used)
-AuditLog = Union[AuditStore, "PgAuditStore"]  # noqa: F821
+AuditLog = Union[AuditStore, "PgAuditStore"]

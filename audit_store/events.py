@@ -91,7 +91,7 @@ def _not_json(value: Any) -> Any:
 try:
     # The C encoder made once: json.dumps builds a new one per call, which costs more
     # than encoding a short list. Same output as json.dumps(sort_keys=True, separators=(",", ":")).
-    _encoder = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", True, False, False)  # type: ignore[misc]
+    _encoder = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", True, False, False)
 
     def canonical_json(value: Any) -> str:
         """Sorted keys, no spaces, non-ASCII escaped, no NaN: equal values give equal text."""

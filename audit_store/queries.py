@@ -274,6 +274,7 @@ def connect(source: Source) -> Iterator[Any]:
         return
     if isinstance(source, str) and source.startswith("sqlite:///"):
         source = source[len("sqlite:///") :]
+    path: str | os.PathLike[str]
     if isinstance(source, AuditStore):
         path = source.path
     else:

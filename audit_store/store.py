@@ -64,7 +64,7 @@ def _wal(db: sqlite_utils.Database) -> None:
 
 @migrations(name="decisions")
 def _decisions(db: sqlite_utils.Database) -> None:
-    db[TABLE].create(
+    db.table(TABLE).create(
         {
             # seq is the tamper-resistant sequence number of GP Connect's audit minimum;
             # the hash chain over it is added by the migration below.
@@ -100,11 +100,11 @@ def _decisions(db: sqlite_utils.Database) -> None:
         pk="seq",
         not_null={"decision_id", "time", "action", "outcome", "http_status"},
     )
-    db[TABLE].create_index(["decision_id"], unique=True)
-    db[TABLE].create_index(["nhs_number", "time"])
-    db[TABLE].create_index(["subject_id", "time"])
-    db[TABLE].create_index(["care_service", "time"])
-    db[TABLE].create_index(["outcome", "time"])
+    db.table(TABLE).create_index(["decision_id"], unique=True)
+    db.table(TABLE).create_index(["nhs_number", "time"])
+    db.table(TABLE).create_index(["subject_id", "time"])
+    db.table(TABLE).create_index(["care_service", "time"])
+    db.table(TABLE).create_index(["outcome", "time"])
 
 
 @migrations(name="hash_chain")
@@ -495,7 +495,7 @@ class AuditStore:
                 conn.execute("ROLLBACK")
             raise
         self._lookup_lag = new_seq - lookup_head
-        return head_seq + 1
+        return int(head_seq) + 1
 
     def _insert_checkpoint(self, conn: sqlite3.Connection, seq: int, row_hash: str) -> dict[str, Any]:
         now = _utcnow()
@@ -818,7 +818,7 @@ def prepare(event: AuditEvent | Mapping[str, Any]) -> Prepared:
     values: list[Any] = []
     try:
         for name, kind in _KINDS:
-            value = get(name)
+            value: Any = get(name)
             if value is not None and type(value) is not kind:
                 if isinstance(value, (list, dict, tuple)):
                     value = storable_json(value)  # NaN, huge or deep values normalised (events.py)
@@ -829,9 +829,9 @@ def prepare(event: AuditEvent | Mapping[str, Any]) -> Prepared:
                 else:
                     value = kind(value)
             elif kind is str:
-                if value is not None and not value.isascii():
+                if isinstance(value, str) and not value.isascii():
                     value = storable_text(value)  # a lone surrogate cannot be UTF-8: kept escaped
-            elif kind is float and value is not None and not math.isfinite(value):
+            elif kind is float and isinstance(value, float) and not math.isfinite(value):
                 value = None
             if kind is float and value == 0.0:
                 value = 0.0  # -0.0 reads back from SQLite as 0.0: hash what reads back

@@ -119,8 +119,8 @@ def sample_events(n: int, seed: int) -> list[AuditEvent]:
                 action="record.read",
                 outcome="allowed",
                 http_status=200,
-                subject_id=subject["sub"],
-                subject_name=subject["name"],
+                subject_id=subject["sub"],  # type: ignore[arg-type]  # synthetic rows: values drawn from a list of mixed types
+                subject_name=subject["name"],  # type: ignore[arg-type]  # synthetic rows: values drawn from a list of mixed types
                 care_service=service,
                 access_level="senior_carer",
                 reason_for_request="directcare",

@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bundles.build import build
 from sidecar import create_app
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         build(cand_out, changed_policies(tmp, drop_admin_appointments))
         for out in (live_out, cand_out):
             publish_seed_roster(out, processes.opa_binary())
-        started = [
+        started: list[Any] = [
             live_server := processes.start_bundle_server(live_out / "serve", tmp),
             cand_server := processes.start_bundle_server(cand_out / "serve", tmp),
         ]
@@ -64,14 +65,14 @@ def main(argv: list[str] | None = None) -> None:
             off = create_app(test_config=common)
             on = create_app(test_config={**common, "SHADOW_OPA_URL": cand.url})
             _timings(off, 20), _timings(on, 20)  # warm up connections and caches
-            runs = {"off": [], "on": []}
+            runs: dict[str, list[float]] = {"off": [], "on": []}
             for _ in range(3):  # interleaved, so drift in the machine's load hits both
                 runs["off"] += _timings(off, args.requests // 3)
                 runs["on"] += _timings(on, args.requests // 3)
         finally:
             for p in reversed(started):
                 p.stop()
-    summary = {
+    summary: dict[str, Any] = {
         name: {"p50_ms": round(statistics.median(v), 3), "p99_ms": round(statistics.quantiles(v, n=100)[98], 3)}
         for name, v in runs.items()
     }

@@ -156,7 +156,7 @@ def generate(
         with token_lock:
             minted, value = tokens.get((staff, nhs), (0.0, ""))
             if time.monotonic() - minted > 60:  # tokens live 5 minutes: renew every minute
-                value = mint(level, sub=staff, lifetime=300, private_key=key, kid=kid, nhs_number=nhs)
+                value = mint(level, sub=staff, lifetime=300, private_key=key, kid=kid, nhs_number=nhs)  # type: ignore[arg-type]  # started above in the same run; the dev key is an RSA PEM key
                 tokens[(staff, nhs)] = (time.monotonic(), value)
             return value
 
@@ -439,9 +439,9 @@ def main(argv: list[str] | None = None) -> int:
             roots = {
                 "sidecar": world.sidecar.process.proc.pid,
                 "opa": world.opa.proc.pid,  # type: ignore[union-attr]
-                "upstream": world.upstream.proc.pid,
-                "bundle-server": world.bundle_server.proc.pid,
-            }  # type: ignore[union-attr]
+                "upstream": world.upstream.proc.pid,  # type: ignore[union-attr]  # started above in the same run; the dev key is an RSA PEM key
+                "bundle-server": world.bundle_server.proc.pid,  # type: ignore[union-attr]  # started above in the same run; the dev key is an RSA PEM key
+            }
             print(f"soak: {args.seconds:g} s at {args.rate:g} requests/s against {world.sidecar.url}", flush=True)
             result = run(
                 world.sidecar.url,

@@ -82,7 +82,7 @@ def _count_calls(app: Flask) -> None:
 
 
 def _store() -> Store:
-    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+    return current_app.extensions[EXTENSION]
 
 
 @bp.get("/metadata")
@@ -162,7 +162,7 @@ def _decode_page_id(page_id: str) -> dict[str, Any]:
     )
     if not valid:
         raise SearchGone(f'Search ID "{page_id}" does not exist and may have expired')
-    return query  # type: ignore[return-value]
+    return query
 
 
 def _non_negative_int(name: str, raw: str) -> int:

@@ -9,7 +9,7 @@ import socket
 import time
 from collections import deque
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import TConn, ThreadWorker
@@ -28,7 +28,7 @@ def child_exit(server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
 
 
 # Serving: gunicorn's gthread worker, changed in one way. gthread waits for a connection's
@@ -94,7 +94,9 @@ class DeadlineConn(TConn):
 
     def init(self) -> None:
         super().init()  # runs for every request on the connection; makes the parser once
-        unreader = self.parser.unreader
+        # gunicorn's parser and unreader, changed in place: its typing stubs (an older gunicorn)
+        # know neither the HTTP/1 parser's unreader as used here nor chunk's size hint.
+        unreader: Any = cast(Any, self.parser).unreader
         if self.prefetched:
             unreader.buf.seek(0, os.SEEK_END)  # after anything already buffered
             unreader.buf.write(self.prefetched)
@@ -108,7 +110,7 @@ class DeadlineConn(TConn):
                     raise RequestReadTimeout()
                 self.sock.settimeout(remaining)
                 try:
-                    return recv(size_hint)  # type: ignore[no-any-return]
+                    return cast(bytes, recv(size_hint))
                 except TimeoutError:
                     raise RequestReadTimeout() from None
                 finally:

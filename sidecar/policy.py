@@ -16,7 +16,7 @@ import hashlib
 import http.client
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from . import errors, fastjson, metrics
@@ -242,7 +242,7 @@ def _edit_shaped(edit: Any) -> bool:
     )
 
 
-def _strings(value: Any) -> bool:
+def _strings(value: Any) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 

@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -294,7 +294,9 @@ class ReadinessProbe:
     def _audit_writable(self) -> dict[str, Any]:
         writable = getattr(self.audit_db, "writable", None)
         if writable is not None:
-            return writable(self.timeout)  # the store knows how (PostgreSQL: reachable, a primary, INSERT granted)
+            return cast(
+                dict[str, Any], writable(self.timeout)
+            )  # the store knows how (PostgreSQL: reachable, a primary, INSERT granted)
         try:
             conn = sqlite3.connect(self.audit_db, timeout=self.timeout, isolation_level=None)
             try:

@@ -15,7 +15,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import jwt
 
@@ -144,7 +144,7 @@ class TokenVerifier:
         _check_claims(kept)
         if "requested_record" in kept:
             requested_nhs_number(kept)  # a malformed claim is refused once, when the token is first seen
-        return _escaped(kept)
+        return cast(dict[str, Any], _escaped(kept))
 
 
 def requested_nhs_number(claims: dict[str, Any]) -> str | None:

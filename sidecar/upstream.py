@@ -32,7 +32,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -363,7 +363,8 @@ class _DeadlineSocket:
 class _DeadlineResponse(http.client.HTTPResponse):
     def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
         deadline = getattr(_current, "deadline", None)
-        super().__init__(sock if deadline is None else _DeadlineSocket(sock, deadline), *args, **kwargs)
+        # http.client reads the socket only through makefile(), which _DeadlineSocket has.
+        super().__init__(sock if deadline is None else cast(Any, _DeadlineSocket(sock, deadline)), *args, **kwargs)
 
 
 class _DeadlineHTTPConnection(HTTPConnection):

@@ -73,7 +73,7 @@ def bundle_server(run_dir: Path, bundle_revision: str) -> Iterator[processes.Pro
 
 
 @pytest.fixture(scope="session")
-def opa(bundle_server: processes.Process, run_dir: Path) -> Iterator[processes.Process]:
+def opa(bundle_server: processes.Process, run_dir: Path) -> Iterator[processes.Process | processes.ContainerProcess]:
     server = processes.start_opa(bundle_server.url, run_dir)
     yield server
     server.stop()

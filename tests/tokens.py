@@ -28,7 +28,7 @@ class BoundToken(str):
             parse_nhs_number(nhs_number)
         except LcrError:
             return self
-        return self._remint(nhs_number)  # type: ignore[attr-defined,no-any-return]
+        return self._remint(nhs_number)  # type: ignore[attr-defined]  # set in __new__ on a str subclass
 
 
 def bound_to(bearer: str, nhs_number: Any) -> str:

@@ -134,7 +134,7 @@ class Bench:
         result = wrk.run(url, body_file, tokens, seconds=seconds, connections=connections, rate=rate)
         load = cpu.foreign(before, cpu.sample())
         # CPU per request of each process (tree): where the machine's two cores go.
-        load["cpu_ms_per_request"] = {
+        load["cpu_ms_per_request"] = {  # type: ignore[assignment]  # started above in the same run; JSON results typed loosely
             name: round((cpu.tree_seconds(pid) - role_before[name]) * 1000 / max(result.requests, 1), 2)
             for name, pid in roles.items()
         }
@@ -298,7 +298,8 @@ class Fetched:
 
 def fetch_record(upstream: str, body: dict[str, str]) -> Fetched:
     def pages(url: str, params: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], int, int]:
-        entries, n, size = [], 0, 0
+        entries: list[dict[str, Any]] = []
+        n = size = 0
         while url:
             r = requests.get(url, params=params, timeout=60)
             r.raise_for_status()
@@ -394,11 +395,11 @@ def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
             # The deployed configuration (OPA_TIMEOUT_SECONDS 0.5) on this record, once:
             t = time.perf_counter()
             default = requests.post(
-                world.sidecar.url + "/v1/record",
+                world.sidecar.url + "/v1/record",  # type: ignore[union-attr]  # started above in the same run; JSON results typed loosely
                 json=body,
                 headers={"Authorization": f"Bearer {token(body['nhs_number'])}"},
                 timeout=60,
-            )  # type: ignore[union-attr]
+            )
             default_ms = (time.perf_counter() - t) * 1000
             seconds = bench.d("scale") * (2 if size >= 5000 else 1)
             sidecar = _merge([bench.load("sidecar", body, seconds, 1, url=scaling.url)])
@@ -594,8 +595,10 @@ def main(argv: list[str] | None = None) -> None:
             "request": {"resident": TYPICAL, "access_level": LEVEL, "endpoint": "POST /v1/record"},
             "answers": sanity(world),
             "opa": subprocess.run(
-                [world.opa.proc.args[0], "version"], capture_output=True, text=True
-            ).stdout.splitlines()[0],  # type: ignore[union-attr]
+                [world.opa.proc.args[0], "version"],  # type: ignore[index,list-item,union-attr]  # started above
+                capture_output=True,
+                text=True,
+            ).stdout.splitlines()[0],
         }
         bench = Bench(world, args.quick)
         log("floor: loopback and fsync")

@@ -212,8 +212,8 @@ class World:
             ("opa", self.opa),
             ("upstream", self.upstream),
         ):
-            if p is not None and p.proc.poll() is None:
-                out[name] = p.proc.pid
+            if p is not None and p.proc.poll() is None:  # type: ignore[union-attr]  # the sidecar and upstream of a world are Processes (only the bare proxy is a Server)
+                out[name] = p.proc.pid  # type: ignore[union-attr]  # the sidecar and upstream of a world are Processes (only the bare proxy is a Server)
         return out
 
     # -- faults --------------------------------------------------------------------------
@@ -252,11 +252,11 @@ class World:
             if p is None:
                 continue
             try:
-                if p.proc.poll() is None:
-                    os.kill(p.proc.pid, signal.SIGCONT)
+                if p.proc.poll() is None:  # type: ignore[union-attr]  # the sidecar and upstream of a world are Processes (only the bare proxy is a Server)
+                    os.kill(p.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]  # the sidecar and upstream of a world are Processes (only the bare proxy is a Server)
             except OSError:
                 pass
-            p.stop()
+            p.stop()  # type: ignore[union-attr]  # the sidecar and upstream of a world are Processes (only the bare proxy is a Server)
 
 
 def gunicorn_args(workers: int, worker_class: str | None, threads: int | None) -> list[str]:

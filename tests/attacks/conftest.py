@@ -17,6 +17,7 @@ from ..redaction.metamorph import paths_of
 from ..roster import Roster
 from ..tokens import bound_to
 from . import cases, world
+from .world import Case, Resident
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Served:
     app: Any
     client: Any
 
-    def ask(self, bearer: str, case: world.Case) -> tuple[world.Resident, Any]:
+    def ask(self, bearer: str, case: Case) -> tuple[Resident, Any]:
         resident = self.world.residents[case.id]
         response = self.client.post(
             "/v1/record",

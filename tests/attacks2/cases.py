@@ -322,7 +322,7 @@ ELEMENTS = [
     Case(
         "flag-invented-boolean-element-name",
         BELOW_MANAGER,
-        lambda r: [r.flag(**{f"detainedUnderSection2{r.short}": True})],
+        lambda r: [r.flag(**{f"detainedUnderSection2{r.short}": True})],  # type: ignore[arg-type]  # an invented element name, passed as a keyword on purpose
         "an element the policy does not know, whose name says it, with a boolean value: keys are never removed",
     ),
     Case(

@@ -15,6 +15,7 @@ from sidecar import create_app
 
 from .. import processes
 from ..attacks import world
+from ..attacks.world import Case, Resident
 from ..redaction.metamorph import paths_of
 from ..roster import Roster
 from ..tokens import bound_to
@@ -29,7 +30,7 @@ class Served:
     app: Any
     client: Any
 
-    def ask(self, bearer: str, case: world.Case, endpoint: str = "/v1/record") -> tuple[world.Resident, Any]:
+    def ask(self, bearer: str, case: Case, endpoint: str = "/v1/record") -> tuple[Resident, Any]:
         resident = self.world.residents[case.id]
         response = self.client.post(
             endpoint,

@@ -96,7 +96,7 @@ def make_store(
         if backend == "postgresql":
             db = request.getfixturevalue("pg_databases").new()
             store = open_store(db.url, key_anchor=tmp_path / name, **kw)
-            store.owner_url = db.owner_url  # for the tests that play the attacker
+            store.owner_url = db.owner_url  # type: ignore[union-attr]  # an attribute the tests add; for the tests that play the attacker
         else:
             store = AuditStore(tmp_path / name, **kw)
         opened.append(store)

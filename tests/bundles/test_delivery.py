@@ -118,8 +118,10 @@ def _altered(signed: Path, tmp: Path) -> Path:
     path = tmp / "altered.tar.gz"
     with tarfile.open(signed) as src, tarfile.open(path, "w:gz") as dst:
         for member in src.getmembers():
-            content = src.extractfile(member).read() if member.isfile() else None
+            extracted = src.extractfile(member) if member.isfile() else None
+            content = extracted.read() if extracted is not None else None
             if member.name == "/data.json":
+                assert content is not None
                 data = json.loads(content)
                 levels = data["lcr"]["config"]["access_levels"]
                 levels["no_access"] = levels["registered_manager"]

@@ -163,7 +163,7 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def odd_upstream() -> Iterator[type[_Upstream]]:
-    handler = type("Handler", (_Upstream,), {})
+    handler: Any = type("Handler", (_Upstream,), {})
     handler.search = json.dumps(
         {
             "resourceType": "Bundle",
@@ -174,7 +174,7 @@ def odd_upstream() -> Iterator[type[_Upstream]]:
     ).encode()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}"
     yield handler
     server.shutdown()
     server.server_close()
@@ -183,7 +183,7 @@ def odd_upstream() -> Iterator[type[_Upstream]]:
 @pytest.fixture(scope="module")
 def odd_sidecar(tmp_path_factory, opa, odd_upstream, jwks_file) -> Iterator[LiveSidecar]:
     run = tmp_path_factory.mktemp("odd-upstream")
-    env = processes.sidecar_env(opa.url, odd_upstream.url, run / "audit.db", jwks_file)  # type: ignore[attr-defined]
+    env = processes.sidecar_env(opa.url, odd_upstream.url, run / "audit.db", jwks_file)
     sidecar = processes.start_sidecar(run, env, workers=1)
     yield LiveSidecar(sidecar, run / "audit.db")
     sidecar.stop()

@@ -50,7 +50,14 @@ def world(
         opa.url, upstream.url, audit_db, jwks_file, BUNDLE_MAX_AGE_SECONDS=LIMIT, OPA_TIMEOUT_SECONDS=1.0
     )
     sidecar = processes.start_sidecar(tmp_path, env)
-    w = {"server": server, "opa": opa, "sidecar": sidecar, "audit_db": audit_db, "serve": serve, "run": tmp_path}
+    w: dict[str, Any] = {
+        "server": server,
+        "opa": opa,
+        "sidecar": sidecar,
+        "audit_db": audit_db,
+        "serve": serve,
+        "run": tmp_path,
+    }
     yield w
     sidecar.stop()
     w["opa"].kill()
@@ -184,7 +191,7 @@ def _check_audit(audit_db: Path, answers: list[Answer]) -> None:
     answered = [a for a in answers if a.status is not None]
     assert len(answered) == len(answers), "a connection was cut"
     for a in answered:
-        row = rows.get(a.decision_id)  # type: ignore[arg-type]
+        row = rows.get(a.decision_id)
         assert row is not None, f"{a.kind} {a.status} {a.code} has no audit row"
         assert (row["http_status"], row["error_code"]) == (a.status, a.code), (row, a)
         if a.code in ("policy-stale", "policy-unavailable"):

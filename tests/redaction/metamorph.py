@@ -709,7 +709,7 @@ def _carrier_medstat(rec: Record) -> Record:
 
 @transform("carrier-encounter-serviceprovider", group="gp-carrier", needs={"gp-ref"}, stage=10)
 def _carrier_encounter(rec: Record) -> Record:
-    new = _encounter(rec, rec.target_part.canary)
+    new = _encounter(rec, rec.target_part.canary)  # type: ignore[arg-type]  # a transform runs only where its `needs` put a target part there
     rec.tags -= {"condition-target"}
     return _move_gp_ref(rec, new, "serviceProvider", as_list=False)
 
@@ -717,7 +717,7 @@ def _carrier_encounter(rec: Record) -> Record:
 @transform("carrier-composition-author", group="gp-carrier", needs={"gp-ref"}, stage=10)
 def _carrier_composition(rec: Record) -> Record:
     c = rec.target_part.canary
-    new = _composition(rec, c)
+    new = _composition(rec, c)  # type: ignore[arg-type]  # a transform runs only where its `needs` put a target part there
     new["section"] = [{"title": "Summary", "text": _div(f"Practice summary {c}-section")}]
     rec.tags -= {"condition-target"}
     return _move_gp_ref(rec, new, "author", as_list=True)
@@ -761,7 +761,7 @@ def _moved_encounter_type(rec: Record) -> Record:
 
 @transform("moved-appointment-servicetype", group="move", needs={"psychiatry"}, stage=10)
 def _moved_appointment(rec: Record) -> Record:
-    new = _appointment(rec, rec.target_part.canary)
+    new = _appointment(rec, rec.target_part.canary)  # type: ignore[arg-type]  # a transform runs only where its `needs` put a target part there
     new["serviceType"] = [rec.target["serviceType"]]
     rec.tags -= {"person-subject", "containable"}
     rec.replace_target(new)
@@ -862,7 +862,7 @@ transform("act-stu3", group="label", needs={"label-signal"})(_label(ACT_STU3))
 transform("act-no-system", group="label", needs={"label-signal"})(_label(None))
 transform("act-lower-case", group="label", needs={"label-signal"})(_label(code=str.lower))
 for _code in MH_LABELS[1:]:
-    transform(f"act-code-{_code}", group="label", needs={"label-signal"})(_label(code=lambda _, c=_code: c))
+    transform(f"act-code-{_code}", group="label", needs={"label-signal"})(_label(code=lambda _, c=_code: c))  # type: ignore[misc]  # a transform runs only where its `needs` put a target part there
 transform("act-code-mh-lower-oid", group="label", needs={"label-signal"})(_label(ACT_OID, lambda _: "mh"))
 
 

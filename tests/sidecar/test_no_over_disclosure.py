@@ -32,7 +32,7 @@ def random_world(
 ) -> Iterator[tuple[processes.Process, list[dict[str, Any]]]]:
     rng = random.Random(20261125)
     data_dir = tmp_path_factory.mktemp("random-residents")
-    residents = []
+    residents: list[dict[str, Any]] = []
     seen: set[str] = set()
     while len(residents) < RESIDENTS:
         nhs_number = valid_nhs_number(rng)

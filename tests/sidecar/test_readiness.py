@@ -34,7 +34,13 @@ def own_opa(tmp_path: Path) -> Iterator[dict[str, Any]]:
     publish_seed_roster(out, processes.opa_binary())
     server = processes.start_bundle_server(out / "serve", tmp_path)
     opa = processes.start_opa(server.url, tmp_path)
-    world = {"opa": opa, "server": server, "revision": revision, "serve": out / "serve", "run": tmp_path}
+    world: dict[str, Any] = {
+        "opa": opa,
+        "server": server,
+        "revision": revision,
+        "serve": out / "serve",
+        "run": tmp_path,
+    }
     yield world  # a test may replace "opa" and "server" with restarted ones
     world["opa"].kill()
     world["server"].stop()

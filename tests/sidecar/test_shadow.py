@@ -18,7 +18,7 @@ from ..seed_table import FULL
 
 
 @pytest.fixture
-def candidate_opa(tmp_path: Path) -> Iterator[tuple[processes.Process, str]]:
+def candidate_opa(tmp_path: Path) -> Iterator[tuple[processes.Process | processes.ContainerProcess, str]]:
     out = tmp_path / "candidate"
     revision = build(out, changed_policies(tmp_path, drop_admin_appointments), opa=processes.opa_binary())
     publish_seed_roster(out, processes.opa_binary())
