@@ -24,7 +24,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field, fields
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]  # the C encoder is private to json, not in typeshed
 from typing import Any
 
 
@@ -98,7 +98,7 @@ try:
         return "".join(_encoder(value, 0))
 
 except TypeError:  # no C accelerator
-    canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode  # type: ignore[assignment]
+    canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode  # type: ignore[assignment]  # the same function, by the pure-Python encoder
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent))

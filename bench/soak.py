@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             world.wait_sidecar_ready()
             roots = {
                 "sidecar": world.sidecar.process.proc.pid,
-                "opa": world.opa.proc.pid,  # type: ignore[union-attr]
+                "opa": world.opa.proc.pid,  # type: ignore[union-attr]  # started above in the same run
                 "upstream": world.upstream.proc.pid,  # type: ignore[union-attr]  # started above in the same run; the dev key is an RSA PEM key
                 "bundle-server": world.bundle_server.proc.pid,  # type: ignore[union-attr]  # started above in the same run; the dev key is an RSA PEM key
             }

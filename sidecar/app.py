@@ -54,7 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
     )
     app.register_blueprint(record.bp)
     app.register_blueprint(audit_trail.bp)
-    app.wsgi_app = _GuardedBody(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = _GuardedBody(app.wsgi_app)  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app in middleware
 
     @app.before_request
     def refuse_oversize_head() -> Response | None:

@@ -18,7 +18,7 @@ class BoundToken(str):
 
     def __new__(cls, value: str, remint: Callable[[str], str]) -> BoundToken:
         made = super().__new__(cls, value)
-        made._remint = remint  # type: ignore[attr-defined]
+        made._remint = remint  # type: ignore[attr-defined]  # an attribute of this str subclass
         return made
 
     def bound_to(self, nhs_number: Any) -> str:

@@ -328,7 +328,7 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
     n = 100 if bench.quick else 300
     decision = opa_cost.HttpClientOpa(world.opa_url, timeout=5.0).post(opa_cost.DECISION_PATH, opa_input)["result"]
     evals = {"decision": opa_cost.opa_metrics(world.opa_url, opa_cost.DECISION_PATH, opa_input, n)}
-    upstream = world.upstream.url + "/fhir"  # type: ignore[union-attr]
+    upstream = world.upstream.url + "/fhir"  # type: ignore[union-attr]  # started above in the same run
     questions: dict[str, dict[str, dict[str, Any]]] = {}
     calls = {"redact_typical": n, "redact_1000": max(20, n // 10)}
     for name, body in (("redact_typical", TYPICAL), ("redact_1000", world.residents[1000].body())):
@@ -381,7 +381,7 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
 def phase_scaling(bench: Bench, results: dict[str, Any]) -> None:
     world = bench.world
     rows = []
-    upstream = world.upstream.url + "/fhir"  # type: ignore[union-attr]
+    upstream = world.upstream.url + "/fhir"  # type: ignore[union-attr]  # started above in the same run
     scaling = world.start_sidecar(
         "sidecar-scaling", {**world.sidecar_env, **{f"LCR_SIDECAR_{k}": v for k, v in SCALING_SETTINGS.items()}}
     )
@@ -460,7 +460,7 @@ def phase_opa_down(bench: Bench, results: dict[str, Any]) -> None:
         for _ in range(n):
             headers = {"Authorization": f"Bearer {token()}", "Content-Type": "application/json"}
             t = time.perf_counter()
-            r = requests.post(world.sidecar.url + "/v1/record", data=body, headers=headers, timeout=30)  # type: ignore[union-attr]
+            r = requests.post(world.sidecar.url + "/v1/record", data=body, headers=headers, timeout=30)  # type: ignore[union-attr]  # started above in the same run
             ms = (time.perf_counter() - t) * 1000
             code = r.json()["issue"][0]["details"]["coding"][0]["code"] if r.status_code != 200 else None
             samples.append({"status": r.status_code, "code": code, "ms": round(ms, 2)})

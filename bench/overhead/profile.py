@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         app = create_app(
             test_config={
                 "OPA_URL": world.opa_url,
-                "UPSTREAM_URL": world.upstream.url + "/fhir",  # type: ignore[union-attr]
+                "UPSTREAM_URL": world.upstream.url + "/fhir",  # type: ignore[union-attr]  # started above in the same run
                 "AUDIT_DB": str(run_dir / "audit.db"),
             }
         )

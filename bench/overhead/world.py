@@ -179,7 +179,7 @@ class World:
             self.opa_url,
             "/health?bundles=true",
             self.run_dir / "opa.log",
-            env={"BUNDLE_SERVER_URL": self.bundle_server.url},  # type: ignore[union-attr]
+            env={"BUNDLE_SERVER_URL": self.bundle_server.url},  # type: ignore[union-attr]  # started above in the same run
         )
 
     def _data_dir(self, sizes: list[int]) -> Path:

@@ -95,8 +95,8 @@ def test_built_signed_private_and_archived(tmp_path: Path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600  # personal data: its owner only
     with tarfile.open(served) as tar:
         files = {m.name.lstrip("/"): m for m in tar.getmembers() if m.isfile()}
-        data = json.loads(tar.extractfile(files["data.json"]).read())  # type: ignore[union-attr]
-        manifest = json.loads(tar.extractfile(files[".manifest"]).read())  # type: ignore[union-attr]
+        data = json.loads(tar.extractfile(files["data.json"]).read())  # type: ignore[union-attr]  # a regular file of the bundle
+        manifest = json.loads(tar.extractfile(files[".manifest"]).read())  # type: ignore[union-attr]  # a regular file of the bundle
     names = set(files)
     assert names == {".manifest", ".signatures.json", "data.json"}
     assert (manifest["revision"], manifest["roots"]) == (revision, ["roster"])

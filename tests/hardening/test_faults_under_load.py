@@ -319,7 +319,7 @@ def _check_audit(result: Result, healthy_records: dict[str, frozenset[str]], may
     result.cut = len(result.answers) - len(answered)
     without_row = []
     for a in answered:
-        row = rows.get(a.decision_id)  # type: ignore[arg-type]
+        row = rows.get(a.decision_id)  # type: ignore[arg-type]  # answered requests carry their decision id
         if row is None:
             # Only an answer saying the audit store could not take the row may lack one.
             assert (a.status, a.code) == (503, "audit-unavailable"), f"{a.kind} {a.status} {a.code} has no audit row"

@@ -888,7 +888,7 @@ def _set_ref(rec: Record, value: dict[str, Any]) -> Record:
 
 @transform("gp-ref-absolute", group="gp-ref", needs={"gp-ref"})
 def _ref_absolute(rec: Record) -> Record:
-    return _set_ref(rec, {"reference": f"{rec.base_url}/Organization/{rec.gp['id']}"})  # type: ignore[index]
+    return _set_ref(rec, {"reference": f"{rec.base_url}/Organization/{rec.gp['id']}"})  # type: ignore[index]  # the gp-ref transforms run only where a GP was set
 
 
 @transform("gp-ref-contained", group="gp-ref", needs={"gp-ref"})
