@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None, config_file: str | Non
             redact_timeout=app.config["OPA_REDACT_TIMEOUT_SECONDS"],
             cache_entries=app.config["REDACT_CACHE_ENTRIES"],
             breaker=_breaker(app.config),
+            facts_cache_entries=int(app.config["REDACT_FACTS_CACHE_ENTRIES"]),
         ),
         upstream=FhirUpstream.from_settings(app.config),
         audit=audit,

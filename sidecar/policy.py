@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
+import orjson
+
 from . import errors, fastjson, metrics
 from .breaker import CircuitBreaker
 from .lru import Lru
@@ -58,12 +60,46 @@ class _ClassificationCache(Lru[bytes, Classification]):
     evaluation. Bounded (LRU); a new revision never hits the old entries.
     """
 
-    def key(self, revision: str, input_data: dict[str, Any]) -> bytes | None:
-        if not self.entries or revision == "unknown" or "," in revision:
+    def key(self, revision: str, question: dict[str, Any], digests: list[bytes]) -> bytes | None:
+        if not self.entries or not _cacheable(revision):
             return None  # only one identified bundle makes a stable key
-        # Keys in the order the upstream sent them, not sorted: the same answer serialises
-        # the same way, and a reordered one only misses the cache (sorting cost ≈ 2× more).
-        return hashlib.sha256(fastjson.dumps([revision, input_data])).digest()
+        # The question but for its resources, then each resource's digest (_Resource): the
+        # record is serialised once, for its digests, not again for this key.
+        key = hashlib.blake2b(fastjson.dumps([revision, question]), digest_size=32)
+        for digest in digests:
+            key.update(digest)
+        return key.digest()
+
+
+@dataclass
+class _Facts:
+    """What the redaction policy read from one resource (policies/lcr/redact/facts.rego):
+    its facts, and its free text once a question needed it, each as the JSON OPA sent."""
+
+    facts: bytes
+    free_text: bytes | None = None
+
+
+class _FactsCache(Lru[tuple[str, bytes], _Facts]):
+    """The facts of each resource the redaction policy has read, per policy revision,
+    keyed by the resource's digest (its bytes as fetched, serialised once per view).
+
+    The policy computes them from the resource alone (no caller, no other resource), so
+    under the same revision the same resource always has the same facts: a resource seen
+    in an earlier question — the same record at another access level, or before one of its
+    resources changed — is sent to OPA as its facts, and only the record-level rules run
+    for it. Bounded (LRU, in resources); a new revision never hits the old entries.
+    """
+
+
+@dataclass(frozen=True)
+class _Resource:
+    raw: bytes  # the resource as sent to OPA
+    digest: bytes
+
+
+def _cacheable(revision: str) -> bool:
+    return revision != "unknown" and "," not in revision
 
 
 class PolicyClient:
@@ -74,6 +110,7 @@ class PolicyClient:
         redact_timeout: float | None = None,
         cache_entries: int = 0,
         breaker: CircuitBreaker | None = None,
+        facts_cache_entries: int = 0,
     ) -> None:
         parts = urlsplit(url)
         self._connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -83,6 +120,10 @@ class PolicyClient:
         # A big record takes OPA longer to redact than a decision: its own timeout.
         self._redact_timeout = redact_timeout or timeout
         self._cache = _ClassificationCache(cache_entries)
+        self._facts = _FactsCache(facts_cache_entries)
+        # (revision, permitted sections) -> whether such a caller is shown free text, as
+        # the redaction policy last said: when it is, no resource's free text is needed.
+        self._free_text_shown: dict[tuple[str, tuple[str, ...]], bool] = {}
         self.breaker = breaker or CircuitBreaker()
         self._local = threading.local()
         self._opened: list[http.client.HTTPConnection] = []
@@ -191,23 +232,60 @@ class PolicyClient:
         base_url: the upstream FHIR base, for resolving absolute references.
         Raises errors.PolicyUnavailable when OPA cannot answer or answers the wrong shape.
         """
-        input_data = {
+        question = {
             "allowed_sections": decision.sections,
             "permitted_sections": decision.permitted,
             "patient": patient,
             "base_url": base_url,
-            "resources": resources,
             "full_urls": full_urls,
         }
-        key = self._cache.key(decision.revision, input_data)
+        parts = [_resource(r) for r in resources]
+        key = self._cache.key(decision.revision, question, [p.digest for p in parts])
         cached = self._cache.get(key) if key is not None else None
         if cached is not None:
             return cached
-        result, revision = self._query(
-            REDACT_PACKAGE, REDACT_RULE, input_data, self._redact_timeout, trips_breaker=False
-        )
+        use_facts = bool(self._facts.entries) and _cacheable(decision.revision)
+        classification, revision, sent_facts = self._redact(decision, question, parts, use_facts)
+        if sent_facts and revision != decision.revision:
+            # Facts read under the decision's revision met another one: ask again with the
+            # resources themselves, never mixing two policies in one answer.
+            classification, revision, _ = self._redact(decision, question, parts, use_facts=False)
         if revision != decision.revision:
             key = None  # the bundle changed between the two questions: cache under neither
+        if key is not None:
+            self._cache.put(key, classification)
+        return classification
+
+    def _redact(
+        self, decision: Decision, question: dict[str, Any], parts: list[_Resource], use_facts: bool
+    ) -> tuple[Classification, str, bool]:
+        """One redaction question to OPA. With the facts cache, each resource goes as the
+        facts the policy read from it before (and its free text, when the caller may need
+        it removed), or whole; the answer's new facts are kept for the next question."""
+        revision = decision.revision
+        entries: list[_Facts | None] = [None] * len(parts)
+        input_data = dict(question)
+        if use_facts:
+            shown = self._free_text_shown.get((revision, tuple(decision.permitted)))
+            entries = [self._facts.get((revision, p.digest)) for p in parts]
+            input_data["resources"] = [
+                orjson.Fragment(p.raw) if e is None or (shown is not True and e.free_text is None) else None
+                for p, e in zip(parts, entries, strict=True)
+            ]
+            input_data["facts"] = [orjson.Fragment(e.facts) if e is not None else None for e in entries]
+            input_data["free_text"] = [
+                orjson.Fragment(e.free_text)
+                if e is not None and e.free_text is not None and shown is not True
+                else None
+                for e in entries
+            ]
+            input_data["return_facts"] = True
+        else:
+            input_data["resources"] = [orjson.Fragment(p.raw) for p in parts]
+        result, answered = self._query(
+            REDACT_PACKAGE, REDACT_RULE, input_data, self._redact_timeout, trips_breaker=False
+        )
+        n = len(parts)
         sections = result.get("sections") if isinstance(result, dict) else None
         keep = result.get("keep") if isinstance(result, dict) else None
         edits = result.get("edits") if isinstance(result, dict) else None
@@ -215,19 +293,46 @@ class PolicyClient:
             not isinstance(sections, list)
             or not isinstance(keep, list)
             or not isinstance(edits, list)
-            or len(sections) != len(resources)
-            or len(keep) != len(resources)
-            or len(edits) != len(resources)
+            or len(sections) != n
+            or len(keep) != n
+            or len(edits) != n
             or not all(isinstance(k, bool) for k in keep)
             or not all(_edit_shaped(e) for e in edits)
         ):
             raise errors.PolicyUnavailable(
                 "The redaction policy gave an answer of the wrong shape; no record is shown."
             )
-        classification = Classification(sections, keep, edits)
-        if key is not None:
-            self._cache.put(key, classification)
-        return classification
+        if use_facts and answered == revision:
+            self._keep_facts(decision, result, parts, entries)
+        sent_facts = use_facts and any(e is not None for e in entries)
+        return Classification(sections, keep, edits), answered, sent_facts
+
+    def _keep_facts(
+        self, decision: Decision, result: dict[str, Any], parts: list[_Resource], entries: list[_Facts | None]
+    ) -> None:
+        facts, free_text, shown = result.get("facts"), result.get("free_text"), result.get("free_text_shown")
+        if (
+            not isinstance(facts, list)
+            or not isinstance(free_text, list)
+            or len(facts) != len(parts)
+            or len(free_text) != len(parts)
+        ):
+            return  # nothing to keep; the answer itself was checked
+        if isinstance(shown, bool):
+            if len(self._free_text_shown) > 64:
+                self._free_text_shown.clear()  # a few levels per revision; old revisions go
+            self._free_text_shown[(decision.revision, tuple(decision.permitted))] = shown
+        for part, entry, new, text in zip(parts, entries, facts, free_text, strict=True):
+            if isinstance(new, dict):
+                entry = _Facts(fastjson.dumps(new))
+                self._facts.put((decision.revision, part.digest), entry)
+            if entry is not None and isinstance(text, list):
+                entry.free_text = fastjson.dumps(text)
+
+
+def _resource(resource: dict[str, Any]) -> _Resource:
+    raw = fastjson.dumps(resource)
+    return _Resource(raw, hashlib.blake2b(raw, digest_size=16).digest())
 
 
 def _edit_shaped(edit: Any) -> bool:

@@ -114,6 +114,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Redaction answers kept per process, keyed by policy revision and the whole question (0 = off).",
     ),
     Setting(
+        "REDACT_FACTS_CACHE_ENTRIES",
+        INT,
+        8192,
+        "Resources whose facts (what the redaction policy read from each) are kept per process, keyed by policy "
+        "revision and the resource's content (0 = off).",
+    ),
+    Setting(
         "SHADOW_OPA_URL",
         STR,
         "",

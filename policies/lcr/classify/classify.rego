@@ -65,14 +65,42 @@ _shaped(system_alias, _) if not classification.code_patterns[system_alias]
 # scope: document
 default sections_of(_, _, _) := set()
 
-sections_of(resource, nodes, gp_sourced) := union({
+sections_of(resource, nodes, gp_sourced) := own_sections(resource, taints(resource, nodes)) | _gp_part(
+	resource,
+	gp_sourced,
+)
+
+_gp_part(resource, true) := gp_sections(resource)
+
+_gp_part(_, false) := set()
+
+# METADATA
+# title: Sections of a resource but for its source
+# description: |
+#   The sections the resource matches by type, MedicationRequest intent, coded elements
+#   and its taints (signals and security labels, from `taints`). Empty when unclassified.
+# scope: document
+default own_sections(_, _) := set()
+
+own_sections(resource, resource_taints) := union({
 	_by_resource_type(resource),
 	_by_medication_request_intent(resource),
 	_by_coded_element(resource),
-	signals(nodes),
-	label_sections(resource),
-	_by_gp_source(resource, gp_sourced),
+	resource_taints,
 }) if {
+	is_string(resource.resourceType)
+	not _unrecognised_code(resource)
+}
+
+# METADATA
+# title: Sections of a GP-sourced resource
+# description: |
+#   The sections the resource adds when it is GP-sourced (gp_sourced_resource_types).
+#   Empty when unclassified.
+# scope: document
+default gp_sections(_) := set()
+
+gp_sections(resource) := _by_gp_source(resource, true) if {
 	is_string(resource.resourceType)
 	not _unrecognised_code(resource)
 }

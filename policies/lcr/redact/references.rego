@@ -1,44 +1,40 @@
 # References in a fetched record: how the redaction policy reads references. Every FHIR
 # form (relative, versioned, absolute on the upstream base, urn:uuid to an entry's fullUrl, contained "#id",
 # identifier-only by NHS number or ODS code) resolved to what it points at, the FHIR
-# Patient compartment, and GP sources.
+# Patient compartment, and GP sources. Read from the facts of each resource (facts.rego).
 package lcr.redact
 
-import data.lcr.classification
 import data.lcr.classify
 
 # -- indexes of the record --------------------------------------------------------------
 
 # The resident's own Patient: its id is the matched id.
 _headers contains i if {
-	some i, resource in _resources
-	resource.resourceType == "Patient"
-	resource.id == _patient_id
+	some i, facts in _facts
+	facts.resourceType == "Patient"
+	facts.id == _patient_id
 }
 
 # Lookup tables {key: {"<index>": index}}, built in one pass each (object.union_n merges
 # the entries of a key that several resources share, e.g. a duplicated id).
 # regal ignore:prefer-set-or-object-rule
-_by_key := object.union_n([{key: {format_int(i, 10): i}} |
-	some i, resource in _resources
-	key := concat("/", [resource.resourceType, resource.id])
+_by_key := object.union_n([{facts.key: {format_int(i, 10): i}} |
+	some i, facts in _facts
+	is_string(facts.key)
 ])
 
 _by_url := object.union_n(array.concat(
-	[{_canonical_url(url): {format_int(i, 10): i}} | some i, _ in _resources; url := _full_url(i)],
-	[{_canonical_url(identifier.value): {format_int(i, 10): i}} |
-		some i, resource in _resources
-		some identifier in resource.identifier
-		identifier.system == "urn:ietf:rfc:3986" # the resource's own URI (FHIR R4 Identifier)
-		is_string(identifier.value)
+	[{_canonical_url(url): {format_int(i, 10): i}} | some i, _ in _facts; url := _full_url(i)],
+	[{own_uri: {format_int(i, 10): i}} |
+		some i, facts in _facts
+		some own_uri in facts.uris
 	],
 ))
 
 # Identifier "alias|value" -> entries carrying it (ODS codes, NHS numbers).
 _by_identifier := object.union_n([{key: {format_int(i, 10): i}} |
-	some i, resource in _resources
-	some identifier in resource.identifier
-	key := _identifier_key(identifier)
+	some i, facts in _facts
+	some key in facts.identifiers
 ])
 
 _lookup(index, key) := {i | some i in index[key]}
@@ -47,23 +43,56 @@ _identifier_key(identifier) := concat("|", [classify.alias(identifier), trim_spa
 
 _canonical_url(url) := lower(trim_space(url))
 
-# -- references ------------------------------------------------------------------------
+# -- references, each distinct one read once per question --------------------------------
 
-# A Reference: an object with a reference string, or an identifier-only reference.
-_is_reference(node) if is_string(node.reference)
+# A local Reference ("#id") names a resource contained in the resource that holds it; every
+# other Reference resolves the same wherever it is, so what the rules ask of it is
+# computed once per distinct Reference of the record (_record_refs), then looked up.
+_local(ref) if startswith(ref.reference, "#")
 
-_is_reference(node) if is_object(node.identifier)
+_record_refs contains ref if {
+	some facts in _facts
+	some [_, ref] in facts.references
+	not _local(ref)
+}
 
-# References among objects: [path, Reference] pairs, or (_refs) the References alone.
-_refs(nodes) := array.concat(
-	[node | some node in nodes; is_string(node.reference)],
-	[node | some node in nodes; is_object(node.identifier); not node.reference],
-)
+# regal ignore:prefer-set-or-object-rule
+_targets_of := {ref: targets(ref, -1) | some ref in _record_refs}
 
-_references(objects) := array.concat(
-	[[path, node] | some [path, node] in objects; is_string(node.reference)],
-	[[path, node] | some [path, node] in objects; is_object(node.identifier); not node.reference],
-)
+# regal ignore:prefer-set-or-object-rule
+_naming_other := {ref | some ref in _record_refs; _other_person(ref, -1)}
+
+# regal ignore:prefer-set-or-object-rule
+_naming_resident := {ref | some ref in _record_refs; _names_resident(ref, -1)}
+
+# regal ignore:prefer-set-or-object-rule
+_naming_gp := {ref | some ref in _record_refs; _gp_reference(ref, -1)}
+
+# The targets of a Reference in resource i (see targets).
+_ref_targets(ref, i) := _targets_of[ref] if i == i
+
+else := targets(ref, i)
+
+_is_other(ref, _) if _naming_other[ref]
+
+_is_other(ref, i) if {
+	not _record_refs[ref]
+	_other_person(ref, i)
+}
+
+_is_resident(ref, _) if _naming_resident[ref]
+
+_is_resident(ref, i) if {
+	not _record_refs[ref]
+	_names_resident(ref, i)
+}
+
+_is_gp(ref, _) if _naming_gp[ref]
+
+_is_gp(ref, i) if {
+	not _record_refs[ref]
+	_gp_reference(ref, i)
+}
 
 # METADATA
 # title: Targets of a reference
@@ -76,8 +105,8 @@ targets(ref, i) := _string_targets(ref, i) | _identifier_targets(ref)
 _string_targets(ref, i) := {["contained", id] |
 	startswith(ref.reference, "#")
 	id := substring(ref.reference, 1, -1)
-	some contained in _resources[i].contained
-	contained.id == id
+	some part in _facts[i].contained
+	part.id == id
 } if {
 	startswith(ref.reference, "#")
 }
@@ -93,11 +122,11 @@ _string_targets(ref, _) := set() if not _is_reference_string(ref)
 # regal ignore:prefer-set-or-object-rule
 _resolved := {reference: {["entry", j] | some j in _entry_targets(reference)} | some reference in _reference_strings}
 
-_reference_strings contains node.reference if {
-	some resource in _resources
-	walk(resource, [_, node])
-	is_string(node.reference)
-	not startswith(node.reference, "#")
+_reference_strings contains ref.reference if {
+	some facts in _facts
+	some [_, ref] in facts.references
+	is_string(ref.reference)
+	not startswith(ref.reference, "#")
 }
 
 _is_reference_string(ref) if is_string(ref.reference)
@@ -123,11 +152,12 @@ _relative_key(reference) := concat("/", array.slice(parts, 0, 2)) if {
 	count(parts) >= 2
 }
 
-_target_resource(target, _) := _resources[target[1]] if target[0] == "entry"
+# The facts of what a target is: an entry's own part, or a contained part.
+_target_part(target, _) := _facts[target[1]].own if target[0] == "entry"
 
-_target_resource(["contained", id], i) := contained if {
-	some contained in _resources[i].contained
-	contained.id == id
+_target_part(["contained", id], i) := part if {
+	some part in _facts[i].contained
+	part.id == id
 }
 
 # References that name a person, not an organisation.
@@ -157,7 +187,7 @@ _names_patient(ref, _) if classify.alias(ref.identifier) == "nhs_number"
 
 _names_patient(ref, i) if {
 	some target in targets(ref, i)
-	_target_resource(target, i).resourceType == "Patient"
+	_target_part(target, i).resourceType == "Patient"
 }
 
 # The resident: every target is the resident's Patient, and an NHS number, if given, is theirs.
@@ -194,53 +224,30 @@ _other_person(ref, i) if {
 # Nothing in the resource names another person.
 _only_this_resident(references, i) if {
 	every ref in references {
-		not _other_person(ref, i)
+		not _is_other(ref, i)
 	}
 }
 
 # A type of the compartment must name the resident through one of its elements.
-_in_compartment(resource, i) if {
-	paths := classification.patient_compartment[resource.resourceType]
-	some path in paths
-	some ref in _values_at(resource, path)
-	_names_resident(ref, i)
+_in_compartment(part, i) if {
+	some ref in part.compartment
+	_is_resident(ref, i)
 }
 
-_in_compartment(resource, _) if not classification.patient_compartment[resource.resourceType]
-
-# Values at a path of one or two elements, through lists.
-_values_at(resource, [field]) := _as_list(resource[field])
-
-_values_at(resource, [field, sub]) := [value |
-	some element in _as_list(resource[field])
-	some value in _as_list(element[sub])
-]
-
-default _as_list(_) := []
-
-_as_list(value) := value if is_array(value)
-
-_as_list(value) := [value] if is_object(value)
+_in_compartment(part, _) if part.compartment == null
 
 # -- GP sources ------------------------------------------------------------------------
 
-_gp_reference_fields := {field | some field in classification.gp_reference_fields}
+_gp_sourced(part, _) if part.gp_meta
 
-_gp_sourced(resource, _) if classify.gp_meta_source(resource)
-
-_gp_sourced(resource, i) if {
-	some field, value in resource
-	field in _gp_reference_fields
-	some element in _as_list(value)
-	some ref in _source_references(element)
-	_gp_reference(ref, i)
+_gp_sourced(part, i) if {
+	some ref in part.gp_refs
+	_is_gp(ref, i)
 }
-
-_source_references(element) := [ref | some ref in [element, object.get(element, "actor", null)]; _is_reference(ref)]
 
 _gp_reference(ref, i) if {
 	some target in targets(ref, i)
-	_gp_target(_target_resource(target, i), _context(target, i))
+	_gp_target(_target_part(target, i), _context(target, i))
 }
 
 # A source the record does not hold (an Organization, a PractitionerRole, or a reference
@@ -252,12 +259,12 @@ _gp_reference(ref, i) if {
 	not _names_person(ref)
 }
 
-_gp_target(resource, _) if classify.gp_practice(resource)
+_gp_target(part, _) if part.gp_practice
 
-_gp_target(resource, i) if {
-	resource.resourceType == "PractitionerRole"
-	some target in targets(resource.organization, i)
-	classify.gp_practice(_target_resource(target, i))
+_gp_target(part, i) if {
+	part.resourceType == "PractitionerRole"
+	some target in targets(part.organization, i)
+	_target_part(target, i).gp_practice
 }
 
 # The top-level resource a target's own references are resolved in.
