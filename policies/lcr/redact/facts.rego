@@ -17,27 +17,42 @@ import data.lcr.classify
 #   references to it resolve); every Reference in it with its path (`references`, for
 #   masks). Sets are written as sorted arrays. Its free text is read apart
 #   (free_text_of), only when the caller is not shown free text.
-facts_of(resource) := object.union(object.filter(resource, ["resourceType", "id"]), {
+facts_of(resource) := {
+	"resourceType": object.get(resource, "resourceType", null),
+	"id": object.get(resource, "id", null),
 	"key": _key_of(resource),
 	"shaped": _shaped(resource),
-	"own": _part_facts(own, array.concat(
-		[own],
-		[node | some [path, node] in nodes; count(path) > 0; path[0] != "contained"],
-	)),
-	"contained": [_part_facts(part, _objects_in(part)) | some part in _contained_list(resource)],
+	"own": _part_facts(
+		own,
+		array.concat([own], [node | some [path, node] in nodes; count(path) > 0; path[0] != "contained"]),
+		[ref | some [path, ref] in references; not _in_contained(path)],
+	),
+	"contained": [_part_facts(part, _objects_in(part), _refs_in_contained(references, k)) |
+		some k, part in resource.contained
+		is_object(part)
+	],
 	"identifiers": [_identifier_key(identifier) | some identifier in resource.identifier],
 	"uris": [_canonical_url(identifier.value) |
 		some identifier in resource.identifier
 		identifier.system == "urn:ietf:rfc:3986" # the resource's own URI (FHIR R4 Identifier)
 		is_string(identifier.value)
 	],
-	"references": _references(nodes),
-}) if {
+	"references": references,
+} if {
 	# The resource itself is read without its contained ones; [path, object] pairs of the
 	# whole resource, contained resources included.
 	own := object.remove(resource, ["contained"])
 	nodes := [[path, node] | walk(resource, [path, node]); is_object(node)]
+	references := _references(nodes)
 }
+
+_in_contained(path) if path[0] == "contained"
+
+_refs_in_contained(references, k) := [ref |
+	some [path, ref] in references
+	path[0] == "contained"
+	path[1] == k
+]
 
 # METADATA
 # title: Facts of one part
@@ -49,19 +64,21 @@ facts_of(resource) := object.union(object.filter(resource, ["resourceType", "id"
 #   (Patient compartment); `compartment`: the References of its compartment elements
 #   (null when its type is not in the compartment); `gp_practice` and `organization` (a
 #   PractitionerRole's), for resolving other parts' GP sources.
-_part_facts(part, objects) := object.union(object.filter(part, ["resourceType", "id"]), {
+_part_facts(part, objects, refs) := {
+	"resourceType": object.get(part, "resourceType", null),
+	"id": object.get(part, "id", null),
 	"supporting": _is_supporting(part),
 	"sections": sort(classify.own_sections(part, taints)),
 	"gp_sections": sort(classify.gp_sections(part)),
 	"taints": sort(taints),
 	"unreadable": _unreadable(part, objects),
-	"refs": [_ref_fact(ref) | some ref in _refs(objects)],
+	"refs": refs,
 	"compartment": _compartment_refs(part),
 	"gp_meta": _gp_meta(part),
 	"gp_refs": _gp_refs(part),
 	"gp_practice": _gp_practice(part),
 	"organization": _organization(part),
-}) if {
+} if {
 	taints := classify.taints(part, objects)
 }
 
@@ -101,10 +118,6 @@ _contained_shaped(resource) if {
 	}
 }
 
-# The contained resources of a resource: its list's items, or an object's values (a shape
-# R4 forbids, read so that "#id" references still resolve; such a resource never leaves).
-_contained_list(resource) := [part | some part in resource.contained; is_object(part)]
-
 _objects_in(value) := [node | walk(value, [_, node]); is_object(node)]
 
 # What the record-level rules read of a Reference.
@@ -117,12 +130,8 @@ _is_reference(node) if is_string(node.reference)
 
 _is_reference(node) if is_object(node.identifier)
 
-# References among objects: [path, Reference] pairs, or (_refs) the References alone.
-_refs(nodes) := array.concat(
-	[node | some node in nodes; is_string(node.reference)],
-	[node | some node in nodes; is_object(node.identifier); not node.reference],
-)
-
+# References among objects, as [path, Reference] pairs: an object with a reference string,
+# or an identifier-only reference.
 _references(objects) := array.concat(
 	[[path, _ref_fact(node)] | some [path, node] in objects; is_string(node.reference)],
 	[[path, _ref_fact(node)] | some [path, node] in objects; is_object(node.identifier); not node.reference],

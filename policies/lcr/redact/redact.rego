@@ -50,7 +50,7 @@ _facts_returned := {
 	input.return_facts == true
 }
 
-_computed(i) := null if _facts_shaped(input.facts[i])
+_computed(i) := null if _shaped_facts[i]
 
 else := _facts[i]
 
@@ -75,17 +75,17 @@ _facts := [_facts_at(i) | some i, _ in input.resources] if {
 
 _given(i) if is_object(input.resources[i])
 
-_given(i) if _facts_shaped(input.facts[i])
+_given(i) if _shaped_facts[i]
 
-_facts_at(i) := input.facts[i] if _facts_shaped(input.facts[i])
+_facts_at(i) := input.facts[i] if _shaped_facts[i]
 
 else := facts_of(input.resources[i])
 
-# Given facts have the shape facts_of writes (else the resource itself is read, or the
-# question reads nothing).
-_facts_shaped(facts) if {
-	_keys_present(facts, {"key", "shaped", "own", "contained", "identifiers", "uris", "references"})
-	is_boolean(facts.shaped)
+# The given facts that have the shape facts_of writes (others are not read: the resource
+# itself is read instead, or the question reads nothing).
+_shaped_facts contains i if {
+	some i, facts in input.facts
+	_keys_present(facts, {"resourceType", "id", "key", "shaped", "own", "contained", "identifiers", "uris", "references"})
 	is_array(facts.identifiers)
 	is_array(facts.uris)
 	is_array(facts.references)
@@ -98,15 +98,11 @@ _facts_shaped(facts) if {
 
 _part_shaped(part) if {
 	_keys_present(part, {
-		"supporting", "sections", "gp_sections", "taints", "unreadable", "refs", "compartment",
-		"gp_meta", "gp_refs", "gp_practice", "organization",
+		"resourceType", "id", "supporting", "sections", "gp_sections", "taints", "unreadable", "refs",
+		"compartment", "gp_meta", "gp_refs", "gp_practice", "organization",
 	})
-	every key in ["supporting", "unreadable", "gp_meta", "gp_practice"] {
-		is_boolean(part[key])
-	}
-	every key in ["sections", "gp_sections", "taints", "refs", "gp_refs"] {
-		is_array(part[key])
-	}
+	is_array(part.refs)
+	is_array(part.gp_refs)
 }
 
 _keys_present(value, keys) if {

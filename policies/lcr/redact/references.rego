@@ -12,6 +12,7 @@ import data.lcr.classify
 _headers contains i if {
 	some i, facts in _facts
 	facts.resourceType == "Patient"
+	is_string(facts.id)
 	facts.id == _patient_id
 }
 
