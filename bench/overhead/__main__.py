@@ -46,7 +46,7 @@ from sidecar import fastjson
 from sidecar.devtoken import DEV_PRIVATE_KEY, mint
 
 from . import cpu, floor, opa_cost, report, wrk
-from .world import World, gunicorn_args
+from .world import OPA_ENV, World, gunicorn_args
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -345,22 +345,32 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
             "pages": record.pages,
             **opa_cost.opa_metrics(world.opa_url, opa_cost.REDACT_PATH, redact_in, calls[name]),
         }
+        facts_in = opa_cost.facts_input(world.opa_url, redact_in)
         questions[name] = {
+            "today": redact_in,
             "current": redact_in,
+            "facts": facts_in,
             "old": opa_cost.old_redact_input(decision, record.patient_id, record.resources),
+        }
+        evals[f"{name}_facts"] = {
+            "resources": len(record.resources),
+            "pages": record.pages,
+            **opa_cost.opa_metrics(world.opa_url, opa_cost.REDACT_PATH, facts_in, calls[name]),
         }
     results["opa_eval"] = evals
 
-    log(f"OPA evaluation: the redaction policy now vs at {opa_cost.OLD_POLICY_COMMIT}")
+    log(f"OPA evaluation: the redaction policy now vs at {opa_cost.TODAY_POLICY_COMMIT}, {opa_cost.OLD_POLICY_COMMIT}")
     folder = world.run_dir / "policy-cost"
     opas = {}
     try:
-        for policy, commit in (("current", None), ("old", opa_cost.OLD_POLICY_COMMIT)):
-            opas[policy] = opa_cost.start_policy_opa(
-                f"opa-{policy}", opa_cost.policy_files(folder / policy, commit), world.run_dir
-            )
-        quiet(bench, "redaction policy: current vs old")
-        comparison = opa_cost.compare_policies({p: o.url for p, o in opas.items()}, questions, calls)
+        commits = (("current", None), ("today", opa_cost.TODAY_POLICY_COMMIT), ("old", opa_cost.OLD_POLICY_COMMIT))
+        for policy, commit in commits:
+            files = opa_cost.policy_files(folder / policy, commit)
+            opas[policy] = opa_cost.start_policy_opa(f"opa-{policy}", files, world.run_dir, env=OPA_ENV)
+        quiet(bench, "redaction policy: current vs today vs old")
+        urls = {p: o.url for p, o in opas.items()}
+        urls["facts"] = urls["current"]  # the current policy, asked with each resource's facts
+        comparison = opa_cost.compare_policies(urls, questions, calls)
     except (subprocess.CalledProcessError, RuntimeError) as exc:  # e.g. a clone without that commit
         log(f"policy comparison skipped: {exc}")
         comparison = {"skipped": str(exc)}
@@ -369,10 +379,12 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
             o.stop()
     results["redact_policy_cost"] = {
         "old_commit": opa_cost.OLD_POLICY_COMMIT,
+        "today_commit": opa_cost.TODAY_POLICY_COMMIT,
         "how": (
-            "each policy in its own OPA (same binary, policy folder served as an unsigned bundle), the same "
-            "fetched record asked in each policy's own input shape, rounds interleaved; OPA's "
-            "timer_rego_query_eval_ns"
+            "each policy in its own OPA (same binary and environment as the benchmark's OPA, policy folder served "
+            "as an unsigned bundle), the same fetched record asked in each policy's own input shape, rounds "
+            "interleaved; OPA's timer_rego_query_eval_ns. `facts`: the current policy asked with each resource's "
+            "facts instead of the resource, as the sidecar asks when it has seen every resource before"
         ),
         **comparison,
     }
@@ -559,6 +571,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker (gthread)")
     parser.add_argument("--keep", action="store_true", help="keep the run folder (logs, audit.db)")
     parser.add_argument(
+        "--skip",
+        default="",
+        metavar="PHASES",
+        help="comma-separated phases to leave out: opa, scaling, opa_down (e.g. first-views runs)",
+    )
+    parser.add_argument(
         "--sidecar-env",
         action="append",
         default=[],
@@ -606,10 +624,14 @@ def main(argv: list[str] | None = None) -> None:
             **floor.loopback(1000 if args.quick else 3000),
             **floor.fsync(run_dir, 100 if args.quick else 300),
         }
+        skip = set(filter(None, args.skip.split(",")))
         phase_overhead(bench, results)
-        phase_opa(bench, results)
-        phase_scaling(bench, results)
-        phase_opa_down(bench, results)
+        if "opa" not in skip:
+            phase_opa(bench, results)
+        if "scaling" not in skip:
+            phase_scaling(bench, results)
+        if "opa_down" not in skip:
+            phase_opa_down(bench, results)
         results["cpu"] = {
             "foreign_cores_max": max(c["foreign_cores"] for c in bench.cpu),
             "steal_cores_max": max(c["steal_cores"] for c in bench.cpu),

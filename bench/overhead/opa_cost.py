@@ -217,6 +217,7 @@ def redact_input(
 # -- the redaction policy now against the policy before the fail-closed rewrite ------------
 
 OLD_POLICY_COMMIT = "0850e73"  # main before the redaction was rewritten to fail closed (issue 9)
+TODAY_POLICY_COMMIT = "e4b8d5e"  # main before the redaction read each resource's facts apart (issue 14)
 
 
 def old_redact_input(decision: dict[str, Any], patient_id: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,9 +248,9 @@ def policy_files(dest: Path, commit: str | None) -> Path:
     return dest / "policies"
 
 
-def start_policy_opa(name: str, policies: Path, log_dir: Path) -> processes.Process:
-    """OPA serving a policy folder as a bundle (unsigned, no bundle server): the same binary
-    and evaluator as the benchmark's OPA."""
+def start_policy_opa(name: str, policies: Path, log_dir: Path, env: dict[str, str] | None = None) -> processes.Process:
+    """OPA serving a policy folder as a bundle (unsigned, no bundle server): the same binary,
+    evaluator and environment (garbage collector) as the benchmark's OPA."""
     port = processes.free_port()
     url = f"http://127.0.0.1:{port}"
     return processes.start(
@@ -268,7 +269,26 @@ def start_policy_opa(name: str, policies: Path, log_dir: Path) -> processes.Proc
         url,
         "/health",
         log_dir / f"{name}.log",
+        env=env,
     )
+
+
+def facts_input(opa_url: str, question: dict[str, Any]) -> dict[str, Any]:
+    """The same redaction question as the sidecar asks it when it has seen every resource
+    before (its facts cache, sidecar/policy.py): each resource as the facts the policy read
+    from it, with its free text when the caller is not shown free text."""
+    hc = HttpClientOpa(opa_url, timeout=60)
+    try:
+        first = hc.post(REDACT_PATH, {**question, "return_facts": True})["result"]
+    finally:
+        hc.close()
+    shown = first["free_text_shown"]
+    return {
+        **question,
+        "resources": [None] * len(question["resources"]),
+        "facts": first["facts"],
+        "free_text": [None if shown else text for text in first["free_text"]],
+    }
 
 
 def compare_policies(
@@ -307,10 +327,17 @@ def compare_policies(
                     "round_trip_us_p50": round(med(s["rtt"]), 1),
                     "calls": len(s["eval"]),
                 }
-            row["eval_ratio_current_to_old"] = round(
-                row["current"]["opa_eval_us_p50"] / row["old"]["opa_eval_us_p50"], 2
-            )
-            row["eval_added_us"] = round(row["current"]["opa_eval_us_p50"] - row["old"]["opa_eval_us_p50"], 1)
+            if "old" in row:
+                row["eval_ratio_current_to_old"] = round(
+                    row["current"]["opa_eval_us_p50"] / row["old"]["opa_eval_us_p50"], 2
+                )
+                row["eval_added_us"] = round(row["current"]["opa_eval_us_p50"] - row["old"]["opa_eval_us_p50"], 1)
+            if "today" in row:
+                row["eval_ratio_to_today"] = {
+                    p: round(row[p]["opa_eval_us_p50"] / row["today"]["opa_eval_us_p50"], 3)
+                    for p in samples
+                    if p != "today"
+                }
             row["eval_us_per_resource"] = {p: round(row[p]["opa_eval_us_p50"] / row["resources"], 1) for p in samples}
             out[record] = row
     finally:

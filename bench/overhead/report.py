@@ -191,7 +191,20 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     if pc and "skipped" not in pc:
         for record, label in (("redact_typical", "typical record"), ("redact_1000", "1,000-resource record")):
             c = pc.get(record)
-            if c:
+            if c and "today" in c:
+                out.append(
+                    (
+                        f"OPA redaction eval, {label}: this policy vs {pc['today_commit']}, p50",
+                        "—",
+                        f"{c['current']['opa_eval_us_p50']:.0f} vs {c['today']['opa_eval_us_p50']:.0f} µs "
+                        f"({c['eval_ratio_to_today']['current']:.2f}×) for resources never seen; "
+                        f"{c['facts']['opa_eval_us_p50']:.0f} µs ({c['eval_ratio_to_today']['facts']:.2f}×, "
+                        f"{c['facts']['opa_eval_us_p50'] / c['resources']:.0f} µs a resource) with each "
+                        "resource's facts kept from before",
+                        None,
+                    )
+                )
+            if c and "old" in c:
                 out.append(
                     (
                         f"OPA redaction eval, {label}: current policy vs {pc['old_commit']}, p50",
@@ -320,8 +333,8 @@ def render(r: dict[str, Any]) -> str:
     pc = r.get("redact_policy_cost")
     if pc:
         out += [
-            "### What the fail-closed redaction costs OPA: the current policy against the policy at "
-            f"{pc['old_commit']}",
+            "### The redaction policy in OPA: this policy, asked with resources and with their facts, against the "
+            f"policies at {pc.get('today_commit')} and {pc['old_commit']}",
             "",
         ]
         if "skipped" in pc:
@@ -339,10 +352,11 @@ def render(r: dict[str, Any]) -> str:
                 c = pc.get(record)
                 if not c:
                     continue
-                for policy in ("current", "old"):
+                for policy in [p for p in ("today", "current", "facts", "old") if p in c]:
                     v = c[policy]
+                    name = {"today": pc.get("today_commit"), "old": pc["old_commit"]}.get(policy, policy)
                     out.append(
-                        f"| {record} | {c['resources']} | {policy if policy == 'current' else pc['old_commit']} | "
+                        f"| {record} | {c['resources']} | {name} | "
                         f"{v['request_bytes']} | {v['kept']} | {v['opa_eval_us_p50']:.0f} | "
                         f"{v['opa_eval_us_p90']:.0f} | "
                         f"{c['eval_us_per_resource'][policy]:.1f} | {v['opa_input_parse_us_p50']:.0f} | "
@@ -359,6 +373,17 @@ def render(r: dict[str, Any]) -> str:
                 + ".",
                 "",
             ]
+            if all("eval_ratio_to_today" in pc[r] for r in ("redact_typical", "redact_1000") if r in pc):
+                out += [
+                    f"Evaluation ÷ the policy at {pc['today_commit']}: "
+                    + "; ".join(
+                        f"{record} " + ", ".join(f"{p} {x:.2f}×" for p, x in pc[record]["eval_ratio_to_today"].items())
+                        for record in ("redact_typical", "redact_1000")
+                        if record in pc
+                    )
+                    + ".",
+                    "",
+                ]
     if "scaling" in r:
         out += [
             "### Record size (one connection)",
