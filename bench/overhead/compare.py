@@ -19,7 +19,9 @@ RUNS = ("today", "new", "today-first-views", "new-first-views-never-seen", "new-
 
 
 def load(folder: Path) -> dict[str, dict[str, Any]]:
-    return {name: json.loads((folder / f"{name}.json").read_text()) for name in RUNS if (folder / f"{name}.json").exists()}
+    return {
+        name: json.loads((folder / f"{name}.json").read_text()) for name in RUNS if (folder / f"{name}.json").exists()
+    }
 
 
 def _ms(us: float) -> str:
@@ -31,37 +33,63 @@ def table(r: dict[str, dict[str, Any]]) -> str:
     fv_t, fv_0, fv_1 = r.get("today-first-views"), r.get("new-first-views-never-seen"), r.get("new-first-views-seen")
     rows: list[tuple[str, str, str, str]] = []
     pc = new["redact_policy_cost"]
-    for record, label, target in (("redact_typical", "typical record", "≤ 2 ms (≤ 30 µs a resource)"),
-                                  ("redact_1000", "1,000-resource record", "≤ 30 ms")):
+    for record, label, target in (
+        ("redact_typical", "typical record", "≤ 2 ms (≤ 30 µs a resource)"),
+        ("redact_1000", "1,000-resource record", "≤ 30 ms"),
+    ):
         c = pc[record]
         n = c["resources"]
-        rows.append((f"OPA evaluation, redaction of the {label} ({n} resources; same run, policies side by side)",
-                     f"{_ms(c['today']['opa_eval_us_p50'])} ({c['today']['opa_eval_us_p50'] / n:.0f} µs a resource)",
-                     f"resources never seen: {_ms(c['current']['opa_eval_us_p50'])} "
-                     f"({c['eval_ratio_to_today']['current']:.2f}×); seen before (facts kept): "
-                     f"{_ms(c['facts']['opa_eval_us_p50'])} ({c['eval_ratio_to_today']['facts']:.2f}×, "
-                     f"{c['facts']['opa_eval_us_p50'] / n:.0f} µs a resource)",
-                     target))
-    rows.append(("OPA evaluation, access decision (p50)", _ms(today["opa_eval"]["decision"]["opa_eval_us_p50"]),
-                 _ms(new["opa_eval"]["decision"]["opa_eval_us_p50"]), "≤ 100 µs"))
+        rows.append(
+            (
+                f"OPA evaluation, redaction of the {label} ({n} resources; same run, policies side by side)",
+                f"{_ms(c['today']['opa_eval_us_p50'])} ({c['today']['opa_eval_us_p50'] / n:.0f} µs a resource)",
+                f"resources never seen: {_ms(c['current']['opa_eval_us_p50'])} "
+                f"({c['eval_ratio_to_today']['current']:.2f}×); seen before (facts kept): "
+                f"{_ms(c['facts']['opa_eval_us_p50'])} ({c['eval_ratio_to_today']['facts']:.2f}×, "
+                f"{c['facts']['opa_eval_us_p50'] / n:.0f} µs a resource)",
+                target,
+            )
+        )
+    rows.append(
+        (
+            "OPA evaluation, access decision (p50)",
+            _ms(today["opa_eval"]["decision"]["opa_eval_us_p50"]),
+            _ms(new["opa_eval"]["decision"]["opa_eval_us_p50"]),
+            "≤ 100 µs",
+        )
+    )
 
     def ratio(x: dict[str, Any]) -> str:
         m = x["max_throughput"]
         return f"{m['ratio']:.2f}× ({m['sidecar']['rps']:.0f} vs {m['bare']['rps']:.0f} req/s)"
 
     if fv_t and fv_0:
-        rows.append(("throughput ÷ bare proxy, first views", ratio(fv_t),
-                     f"never seen: {ratio(fv_0)}" + (f"; resources seen before: {ratio(fv_1)}" if fv_1 else ""), "≥ 0.75×"))
+        rows.append(
+            (
+                "throughput ÷ bare proxy, first views",
+                ratio(fv_t),
+                f"never seen: {ratio(fv_0)}" + (f"; resources seen before: {ratio(fv_1)}" if fv_1 else ""),
+                "≥ 0.75×",
+            )
+        )
     rows.append(("throughput ÷ bare proxy, records opened again", ratio(today), ratio(new), "≥ 0.9×"))
 
     def added(x: dict[str, Any]) -> str:
         a = x["one_connection"]["added_ms"]
         return f"{a['p50']:.1f} / {a['p99']:.1f} ms"
 
-    rows.append(("added latency, 1 connection, p50 / p99 (records opened again)", added(today), added(new), "≤ 1.5 / 3 ms"))
+    rows.append(
+        ("added latency, 1 connection, p50 / p99 (records opened again)", added(today), added(new), "≤ 1.5 / 3 ms")
+    )
     if fv_t and fv_0:
-        rows.append(("added latency, 1 connection, p50 / p99 (first views)", added(fv_t),
-                     f"never seen: {added(fv_0)}" + (f"; seen before: {added(fv_1)}" if fv_1 else ""), "≤ 1.5 / 3 ms"))
+        rows.append(
+            (
+                "added latency, 1 connection, p50 / p99 (first views)",
+                added(fv_t),
+                f"never seen: {added(fv_0)}" + (f"; seen before: {added(fv_1)}" if fv_1 else ""),
+                "≤ 1.5 / 3 ms",
+            )
+        )
 
     def half(x: dict[str, Any]) -> str:
         h = x["half_load"]
@@ -69,8 +97,14 @@ def table(r: dict[str, dict[str, Any]]) -> str:
 
     rows.append(("added p99 at half the sidecar's max (records opened again)", half(today), half(new), "≤ 3 ms"))
     if fv_t and fv_0:
-        rows.append(("added p99 at half the sidecar's max (first views)", half(fv_t),
-                     f"never seen: {half(fv_0)}" + (f"; seen before: {half(fv_1)}" if fv_1 else ""), "≤ 3 ms"))
+        rows.append(
+            (
+                "added p99 at half the sidecar's max (first views)",
+                half(fv_t),
+                f"never seen: {half(fv_0)}" + (f"; seen before: {half(fv_1)}" if fv_1 else ""),
+                "≤ 3 ms",
+            )
+        )
 
     def cpu(x: dict[str, Any]) -> str:
         c = x["max_throughput"]["sidecar"]["cpu_ms_per_request"]
@@ -78,8 +112,14 @@ def table(r: dict[str, dict[str, Any]]) -> str:
 
     rows.append(("CPU per view at max throughput (records opened again)", cpu(today), cpu(new), "—"))
     if fv_t and fv_0:
-        rows.append(("CPU per view at max throughput (first views)", cpu(fv_t),
-                     f"never seen: {cpu(fv_0)}" + (f"; seen before: {cpu(fv_1)}" if fv_1 else ""), "—"))
+        rows.append(
+            (
+                "CPU per view at max throughput (first views)",
+                cpu(fv_t),
+                f"never seen: {cpu(fv_0)}" + (f"; seen before: {cpu(fv_1)}" if fv_1 else ""),
+                "—",
+            )
+        )
 
     def floor(x: dict[str, Any]) -> str:
         f = x["floor"]
@@ -90,9 +130,11 @@ def table(r: dict[str, dict[str, Any]]) -> str:
     rows.append(("floor (same runs)", floor(today), floor(new), "—"))
     lines = ["| figure | today | new | target |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    runs = "; ".join(f"{name} {x['date'][11:16]} UTC, commit {x['code']['commit']}, load {x['loadavg']['start']} → "
-                     f"{x['loadavg']['end']}, foreign cores ≤ {x['cpu']['foreign_cores_max']:.2f}"
-                     for name, x in r.items())
+    runs = "; ".join(
+        f"{name} {x['date'][11:16]} UTC, commit {x['code']['commit']}, load {x['loadavg']['start']} → "
+        f"{x['loadavg']['end']}, foreign cores ≤ {x['cpu']['foreign_cores_max']:.2f}"
+        for name, x in r.items()
+    )
     return "\n".join(lines) + f"\n\nRuns: {runs}.\n"
 
 
