@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit_store.backends import open_store
 
 from .audit import fsync_floor, sample_events
-from .report import machine, percentile
+from .report import machine, percentile, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -172,8 +172,7 @@ def main() -> None:
         str(a["writers"]): round(b["rows_per_second"] / a["rows_per_second"], 2)
         for a, b in zip(out["sqlite"], out["postgresql"], strict=False)
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "audit-fleet.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.out, "audit-fleet.json", out)
     print(json.dumps({"floor": out["floor"], "ratio": out["ratio_postgresql_to_sqlite"]}, indent=2))
 
 
