@@ -97,25 +97,32 @@ def summarise(folder: Path) -> None:
     fleet = _load(folder / "audit-fleet.json")
     if fleet:
         m, f = fleet["machine"], fleet["floor"]
+        load, sq, pg = fleet["load"], f["sqlite_folder"]["fsync_ms"], f["postgresql_datadir"]["fsync_ms"]
         lines += [
-            "## Durable append from several writer processes: PostgreSQL against SQLite (`python -m bench.audit_fleet`)", "",
+            "## Durable append from several writer processes: PostgreSQL against SQLite "
+            "(`python -m bench.audit_fleet`)",
+            "",
             f"{m['when']}, {m['cpus']} × {m['cpu']}, load average at start {m['load_average_at_start']}; "
-            f"{fleet['load']['threads_per_writer']} threads per writer process, {fleet['load']['seconds']} s per run; one chain "
-            f"per store (SQLite: one file; PostgreSQL: one database on a throwaway cluster, fsync and synchronous commit on).", "",
-            f"Floor: a 4 KiB write + fsync p50 {f['sqlite_folder']['fsync_ms']['p50']} / p99 {f['sqlite_folder']['fsync_ms']['p99']} ms "
-            f"(SQLite's folder), {f['postgresql_datadir']['fsync_ms']['p50']} / {f['postgresql_datadir']['fsync_ms']['p99']} ms "
-            f"(PostgreSQL's data folder).", "",
-            "| store | writers | rows/s | rows/commit | commit p50 ms | commit p99 ms | append p50 ms | append p99 ms |",
+            f"{load['threads_per_writer']} threads per writer process, {load['seconds']} s per run; "
+            "one chain per store (SQLite: one file; PostgreSQL: one database on a throwaway cluster, "
+            "fsync and synchronous commit on).",
+            "",
+            f"Floor: a 4 KiB write + fsync p50 {sq['p50']} / p99 {sq['p99']} ms (SQLite's folder), "
+            f"{pg['p50']} / {pg['p99']} ms (PostgreSQL's data folder).",
+            "",
+            "| store | writers | rows/s | rows/commit | commit p50 ms | commit p99 ms "
+            "| append p50 ms | append p99 ms |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for store in ("sqlite", "postgresql"):
             for v in fleet[store]:
+                commit, append = v["commit_ms"], v["append_ms"]
                 lines.append(
-                    f"| {store} | {v['writers']} | {v['rows_per_second']:,.0f} | {v['rows_per_commit']} | {v['commit_ms']['p50']} | "
-                    f"{v['commit_ms']['p99']} | {v['append_ms']['p50']} | {v['append_ms']['p99']} |"
+                    f"| {store} | {v['writers']} | {v['rows_per_second']:,.0f} | {v['rows_per_commit']} "
+                    f"| {commit['p50']} | {commit['p99']} | {append['p50']} | {append['p99']} |"
                 )
-        lines += ["", "PostgreSQL ÷ SQLite rows/s by writers: "
-                  + ", ".join(f"{k}: {v}×" for k, v in fleet["ratio_postgresql_to_sqlite"].items()) + "", ""]
+        ratios = ", ".join(f"{k}: {v}×" for k, v in fleet["ratio_postgresql_to_sqlite"].items())
+        lines += ["", f"PostgreSQL ÷ SQLite rows/s by writers: {ratios}", ""]
     for path in sorted(folder.glob("replay-*.json")):
         res = _load(path)
         if not res:
