@@ -1,8 +1,10 @@
 """The issue-14 table: today's sidecar against this one, each measured by `python -m bench.overhead`
 on the same machine in back-to-back runs (their ratios to the bare proxy measured within each run).
 
-    python -m bench.overhead.compare DIR    # DIR/{today,new,today-first-views,new-first-views-never-seen,
-                                            #      new-first-views-seen}.json → the table on stdout
+    python -m bench.overhead.compare DIR...                  # DIR/{today,new,today-first-views,
+                                                             #   new-first-views-never-seen,new-first-views-seen}.json
+                                                             # → one table per DIR on stdout
+    python -m bench.overhead.compare --append RESULTS.md DIR...   # the same, appended as a section
 
 `today` is main before the change (its own venv and worktree), `new` this tree; the first-views
 runs set REDACT_CACHE_ENTRIES=0 (and, for "never seen", REDACT_FACTS_CACHE_ENTRIES=0).
@@ -138,5 +140,31 @@ def table(r: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + f"\n\nRuns: {runs}.\n"
 
 
+SECTION = """## Today vs this change (issue 14)
+
+Written by `python -m bench.overhead.compare` from back-to-back runs of `python -m bench.overhead` on this
+machine: today's sidecar (main before the change, in its own worktree and venv) and this one, each against the
+bare proxy in the same run; first views with `REDACT_CACHE_ENTRIES=0` (and, for records never seen,
+`REDACT_FACTS_CACHE_ENTRIES=0`; "seen before": the same record again, so every resource's facts are kept). Other
+sessions used most of the machine's 2 cores during these runs (foreign cores and load averages below): compare
+ratios within a run, not absolute figures across runs. The OPA evaluation rows compare the policies side by side
+in one run (each in its own OPA with the benchmark's environment, rounds interleaved).
+"""
+
+
+def main(argv: list[str]) -> None:
+    append = None
+    if argv and argv[0] == "--append":
+        append, argv = Path(argv[1]), argv[2:]
+    parts = [SECTION]
+    for n, folder in enumerate(argv, 1):
+        parts += [f"### Run {n}", "", table(load(Path(folder)))]
+    text = "\n".join(parts)
+    if append is None:
+        print(text)
+    else:
+        append.write_text(append.read_text().rstrip("\n") + "\n\n" + text)
+
+
 if __name__ == "__main__":
-    print(table(load(Path(sys.argv[1]))))
+    main(sys.argv[1:])
