@@ -75,6 +75,7 @@ from .store import (
     AuditStore,
     AuditWriteError,
     Prepared,
+    QueuedAppends,
     WriterStats,
     _Pending,
     _utcnow,
@@ -297,7 +298,7 @@ _HEAD = f"""SELECT coalesce((SELECT seq FROM {TABLE} ORDER BY seq DESC LIMIT 1),
     coalesce((SELECT max(seq) FROM {CHECKPOINTS}), 0)"""
 
 
-class PgAuditStore:
+class PgAuditStore(QueuedAppends):
     """The audit store on PostgreSQL; the same interface as AuditStore (store.py)."""
 
     backend = "postgresql"
@@ -395,33 +396,8 @@ class PgAuditStore:
         # for the chain's lock, the rows queued meanwhile are ready to join its commit.
         return self._submit([prepare(_escape_nul(event))])
 
-    def append_many(self, events: Iterable[AuditEvent | Mapping[str, Any]]) -> list[int]:
-        """Commit several rows in order (in commits of at most max_batch rows); their seqs."""
-        rows = list(events)
-        seqs: list[int] = []
-        for start in range(0, len(rows), self.max_batch):
-            part = rows[start : start + self.max_batch]
-            first = self._submit(part)
-            seqs.extend(range(first, first + len(part)))
-        return seqs
-
-    def _submit(self, rows: list[Any]) -> int:
-        pending = _Pending(rows)
-        self._ensure_writer().queue.put(pending)
-        return pending.wait()
-
-    def _ensure_writer(self) -> _PgWriter:
-        writer = self._writer
-        if writer is not None and writer.pid == os.getpid() and writer.is_alive():
-            return writer
-        with self._writer_lock:
-            if self._closed:
-                raise AuditWriteError("the audit store is closed")
-            writer = self._writer
-            if writer is None or writer.pid != os.getpid() or not writer.is_alive():
-                writer = self._writer = _PgWriter(self)
-                writer.start()
-            return writer
+    def _new_writer(self) -> _PgWriter:
+        return _PgWriter(self)
 
     def _ready(self, batch: list[_Pending]) -> list[_Pending]:
         """Prepare every row; a caller whose row cannot be stored gets its error now."""

@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlite_utils
 from sqlite_utils import Migrations
@@ -261,7 +261,61 @@ class WriterStats:
         self.wal_resets = 0
 
 
-class AuditStore:
+class WriterThread(Protocol):
+    """A store's writer thread: takes _Pending groups from `queue`, in the process `pid`."""
+
+    pid: int
+    queue: queue.SimpleQueue[_Pending | None]  # None: stop
+
+    def is_alive(self) -> bool: ...
+    def start(self) -> None: ...
+
+
+class QueuedAppends:
+    """What both stores share: each process has one writer thread, started on first use (and
+    again in a forked worker, which inherits no thread); rows are queued to it, it commits
+    whatever was queued meanwhile as one transaction (group commit), and each caller waits
+    for its own rows. A store provides `_new_writer`."""
+
+    max_batch: int
+    _writer: Any  # the WriterThread, once started
+    _writer_lock: threading.Lock
+    _closed: bool
+
+    def _new_writer(self) -> WriterThread:
+        raise NotImplementedError
+
+    def append_many(self, events: Iterable[AuditEvent | Mapping[str, Any]]) -> list[int]:
+        """Commit several rows in order (in commits of at most max_batch rows); their seqs."""
+        rows = list(events)
+        seqs: list[int] = []
+        for start in range(0, len(rows), self.max_batch):
+            part = rows[start : start + self.max_batch]
+            first = self._submit(part)
+            seqs.extend(range(first, first + len(part)))
+        return seqs
+
+    def _submit(self, rows: list[Any]) -> int:
+        pending = _Pending(rows)
+        self._ensure_writer().queue.put(pending)
+        return pending.wait()
+
+    def _ensure_writer(self) -> WriterThread:
+        writer: WriterThread | None = self._writer
+        if writer is not None and writer.pid == os.getpid() and writer.is_alive():
+            return writer
+        with self._writer_lock:
+            if self._closed:
+                raise AuditWriteError("the audit store is closed")
+            writer = self._writer
+            # A forked worker (gunicorn --preload) inherits no thread: start its own.
+            if writer is None or writer.pid != os.getpid() or not writer.is_alive():
+                writer = self._writer = self._new_writer()
+                writer.start()
+            return writer
+
+
+class AuditStore(QueuedAppends):
     """The SQLite audit store (one host). PgAuditStore (pg.py) has the same interface."""
 
     backend = "sqlite"
@@ -314,34 +368,8 @@ class AuditStore:
         """Commit one row durably and return its seq. Raises AuditWriteError."""
         return self._submit([event])
 
-    def append_many(self, events: Iterable[AuditEvent | Mapping[str, Any]]) -> list[int]:
-        """Commit several rows in order (in commits of at most max_batch rows); their seqs."""
-        rows = list(events)
-        seqs: list[int] = []
-        for start in range(0, len(rows), self.max_batch):
-            part = rows[start : start + self.max_batch]
-            first = self._submit(part)
-            seqs.extend(range(first, first + len(part)))
-        return seqs
-
-    def _submit(self, rows: list[Any]) -> int:
-        pending = _Pending(rows)
-        self._ensure_writer().queue.put(pending)
-        return pending.wait()
-
-    def _ensure_writer(self) -> _Writer:
-        writer = self._writer
-        if writer is not None and writer.pid == os.getpid() and writer.is_alive():
-            return writer
-        with self._writer_lock:
-            if self._closed:
-                raise AuditWriteError("the audit store is closed")
-            writer = self._writer
-            # A forked worker (gunicorn --preload) inherits no thread: start its own.
-            if writer is None or writer.pid != os.getpid() or not writer.is_alive():
-                writer = self._writer = _Writer(self)
-                writer.start()
-            return writer
+    def _new_writer(self) -> _Writer:
+        return _Writer(self)
 
     def connect(self) -> sqlite3.Connection:
         """A new connection to the store (one per thread; close it when done)."""

@@ -371,8 +371,9 @@ def test_the_table_names_rules_staff_and_rows_but_no_resident(planted, policy_bu
                 assert resident["family_name"] not in out
 
 
-def test_without_a_roster_the_same_surname_rule_finds_nothing(planted, policy_bundle, opa_bin):
+def test_without_a_roster_the_same_surname_rule_finds_nothing(planted, policy_bundle, opa_bin, tmp_path, monkeypatch):
     db, expected = planted
+    monkeypatch.chdir(tmp_path)  # no var/bundles/serve/roster.tar.gz here, whatever a local run left
     code, out, _ = _alerts(
         db, policy_bundle, opa_bin, "--since", "2026-11-29", "--until", "2026-11-29", "--format", "json"
     )

@@ -233,8 +233,9 @@ def test_cli_checkpoint_signs_the_head_with_the_given_key(make_store, checkpoint
     assert check(store, checkpoint_key, max_unsigned=0).ok
 
 
-def test_cli_checkpoint_refuses_to_invent_a_key(make_store, monkeypatch):
+def test_cli_checkpoint_refuses_to_invent_a_key(make_store, monkeypatch, tmp_path):
     monkeypatch.delenv("LCR_SIDECAR_AUDIT_CHECKPOINT_KEY_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)  # no var/keys/ of a local `make run` to find
     store = make_store()
     store.append(event(0))
     result = CliRunner().invoke(cli, ["checkpoint", "--db", db_arg(store)])
