@@ -282,6 +282,13 @@ def sidecar_env(
     return env
 
 
+#: settings for a sidecar whose record path is asked each question twice by the redaction and
+#: attack suites: no redaction answer is kept, each resource's facts are, so the second ask
+#: of a record sends OPA the facts read from its resources the first time (below registered
+#: manager, a resource whose free text must go is sent whole again)
+KEEP_FACTS_ONLY: dict[str, Any] = {"REDACT_CACHE_ENTRIES": 0, "REDACT_FACTS_CACHE_ENTRIES": 8192}
+
+
 def sidecar_test_config(opa_url: str, fhir_base: str, audit_db: Path | str, jwks_file: Path | str) -> dict[str, Any]:
     """The test_config of an in-process sidecar app (create_app): OPA, the upstream's FHIR
     base (already ending in /fhir where it has one), the audit file and the test JWKS."""

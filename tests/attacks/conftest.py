@@ -50,6 +50,7 @@ def attack_world(
     upstream = processes.start_upstream(logs, data_dir)
     app = create_app(
         test_config=processes.sidecar_test_config(opa.url, upstream.url + "/fhir", logs / "audit.db", jwks_file)
+        | processes.KEEP_FACTS_ONLY
     )
     try:
         yield Served(built, app, app.test_client())
@@ -59,7 +60,13 @@ def attack_world(
 
 
 def assert_not_shown(served: Served, bearer: str, case: world.Case, level: str) -> None:
-    """200 with the resident's control Flag, and the case's needle nowhere in the raw body."""
+    """200 with the resident's control Flag, and the case's needle nowhere in the raw body:
+    asked twice, the second time from the facts kept of each resource (processes.KEEP_FACTS_ONLY)."""
+    for ask in ("first", "again, from kept facts"):
+        _check_once(served, bearer, case, f"{level} ({ask})")
+
+
+def _check_once(served: Served, bearer: str, case: world.Case, level: str) -> None:
     resident, response = served.ask(bearer, case)
     text = response.get_data(as_text=True)
     assert response.status_code == 200, f"{case.id} at {level}: status {response.status_code}: {text[:300]}"

@@ -64,6 +64,7 @@ def redaction_world(
     upstream = processes.start_upstream(logs, data_dir, port=port)
     app = create_app(
         test_config=processes.sidecar_test_config(opa.url, upstream.url + "/fhir", logs / "audit.db", jwks_file)
+        | processes.KEEP_FACTS_ONLY
     )
     try:
         yield Served(world, upstream, app, app.test_client())

@@ -26,9 +26,14 @@ PARAMS = [
 @pytest.mark.parametrize("case, level", PARAMS)
 def test_form_at_level(redaction_world, token, case, level):
     record = redaction_world.record(case)
-    response = redaction_world.ask(token(level), record.request())
-    found = m.problems(record, level, response.status_code, response.data)
-    assert not found, f"{case} at {level}:\n  " + "\n  ".join(found)
+    # Asked twice: the second time the resources go to OPA as the facts the policy read from
+    # them the first time (all of them for a registered manager; below, those whose free text
+    # must go are sent whole again), since the sidecar keeps facts, not answers
+    # (processes.KEEP_FACTS_ONLY; test_the_second_ask_sends_facts_not_resources).
+    for ask in ("first", "again, from kept facts"):
+        response = redaction_world.ask(token(level), record.request())
+        found = m.problems(record, level, response.status_code, response.data)
+        assert not found, f"{case} at {level} ({ask}):\n  " + "\n  ".join(found)
 
 
 def test_table_covers_every_base_and_transform():
@@ -78,3 +83,30 @@ def test_paging_forms_land_where_they_say(redaction_world, case, page_of_target)
     if record.gp is not None and case.endswith("gp-org"):
         org = [n + 1 for n, page in enumerate(pages) if f'"id": "{record.gp["id"]}"' in page.replace('":"', '": "')]
         assert org and org[0] > page_of_target, org
+
+
+def test_the_second_ask_sends_facts_not_resources(redaction_world, token):
+    """What test_form_at_level's second ask checks: resources went as their kept facts."""
+    policy = redaction_world.app.extensions["lcr"].policy
+    asked: list[dict] = []
+    query = policy._query
+
+    def recorded(package, rule, input_data, *args, **kwargs):
+        if rule == "result":
+            asked.append(input_data)
+        return query(package, rule, input_data, *args, **kwargs)
+
+    policy._query = recorded
+    try:
+        record = redaction_world.record(m.case_name(*cases.TABLE[0]))
+        for level in (m.MANAGER, m.ADMIN):
+            for _ in range(2):
+                assert redaction_world.ask(token(level), record.request()).status_code == 200
+    finally:
+        policy._query = query
+    manager_again, admin_again = asked[1], asked[3]
+    # A registered manager is shown free text: every resource goes as its facts alone.
+    assert manager_again["resources"] and all(r is None for r in manager_again["resources"])
+    assert all(f is not None for f in manager_again["facts"])
+    # Below, a resource whose free text must go is sent whole again; the others as facts.
+    assert any(f is not None for f in admin_again["facts"])
