@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -59,6 +60,17 @@ class Signer:
 
     def sign(self, seq: int, row_hash: str, time: str) -> str:
         return base64.b64encode(self.private.sign(message(seq, row_hash, time, self.kid))).decode()
+
+    def checkpoint(self, seq: int, row_hash: str, time: str) -> dict[str, Any]:
+        """The checkpoint row signing chain head (seq, row_hash) at `time` (UTC ISO 8601):
+        {seq, row_hash, signature, key_id, time}, as both stores insert it."""
+        return {
+            "seq": seq,
+            "row_hash": row_hash,
+            "signature": self.sign(seq, row_hash, time),
+            "key_id": self.kid,
+            "time": time,
+        }
 
     @property
     def public(self) -> Ed25519PublicKey:

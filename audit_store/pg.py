@@ -465,14 +465,7 @@ class PgAuditStore(QueuedAppends):
             p.resolve(error=AuditWriteError(f"{type(exc).__name__}: {_one_line(exc)}"))
 
     def _insert_checkpoint(self, conn: psycopg.Connection[Any], seq: int, row_hash: str) -> dict[str, Any]:
-        now = _utcnow()
-        cp = {
-            "seq": seq,
-            "row_hash": row_hash,
-            "signature": self.signer.sign(seq, row_hash, now),
-            "key_id": self.signer.kid,
-            "time": now,
-        }
+        cp = self.signer.checkpoint(seq, row_hash, _utcnow())
         conn.execute(
             f"INSERT INTO {CHECKPOINTS} (seq, row_hash, signature, key_id, time) VALUES (%(seq)s, %(row_hash)s, "
             "%(signature)s, %(key_id)s, %(time)s)",

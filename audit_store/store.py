@@ -526,14 +526,7 @@ class AuditStore(QueuedAppends):
         return int(head_seq) + 1
 
     def _insert_checkpoint(self, conn: sqlite3.Connection, seq: int, row_hash: str) -> dict[str, Any]:
-        now = _utcnow()
-        cp = {
-            "seq": seq,
-            "row_hash": row_hash,
-            "signature": self.signer.sign(seq, row_hash, now),
-            "key_id": self.signer.kid,
-            "time": now,
-        }
+        cp = self.signer.checkpoint(seq, row_hash, _utcnow())
         conn.execute(
             f"INSERT INTO {CHECKPOINTS} (seq, row_hash, signature, key_id, time) VALUES (:seq, :row_hash, "
             ":signature, :key_id, :time)",
