@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from sidecar import fastjson
 from sidecar.devtoken import DEV_PRIVATE_KEY, mint
 
-from . import cpu, floor, opa_cost, report, wrk
+from . import cpu, floor, opa_cost, rego_floor, report, wrk
 from .world import OPA_ENV, World, gunicorn_args
 
 HERE = Path(__file__).resolve().parent
@@ -358,6 +358,16 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
             **opa_cost.opa_metrics(world.opa_url, opa_cost.REDACT_PATH, facts_in, calls[name]),
         }
     results["opa_eval"] = evals
+
+    log("OPA evaluation: the floor under the redaction (floor.rego)")
+    quiet(bench, "Rego floor")
+    typical = questions["redact_typical"]
+    results["rego_floor"] = {
+        "how": rego_floor.__doc__.split("\n\n")[1].replace("\n", " "),  # type: ignore[union-attr]
+        "queries": rego_floor.measure(
+            world.run_dir, OPA_ENV, {"resources": typical["current"], "facts": typical["facts"]}, n
+        ),
+    }
 
     log(f"OPA evaluation: the redaction policy now vs at {opa_cost.TODAY_POLICY_COMMIT}, {opa_cost.OLD_POLICY_COMMIT}")
     folder = world.run_dir / "policy-cost"

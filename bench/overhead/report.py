@@ -384,6 +384,31 @@ def render(r: dict[str, Any]) -> str:
                     + ".",
                     "",
                 ]
+    rf = r.get("rego_floor")
+    if rf:
+        ev = r.get("opa_eval", {})
+        policy = {
+            "resources": ev.get("redact_typical", {}).get("opa_eval_us_p50"),
+            "facts": ev.get("redact_typical_facts", {}).get("opa_eval_us_p50"),
+        }
+        out += [
+            "### The floor under the redaction: OPA's evaluator on the typical record, whatever the policy",
+            "",
+            f"How: {rf['how']}",
+            "",
+            "| query (bench/overhead/floor.rego) | eval µs p50 | resources | µs per resource |",
+            "|---|---|---|---|",
+        ]
+        for q in rf["queries"].values():
+            out.append(f"| {q['what']} | {q['eval_us_p50']:.0f} | {q['resources']} | {q['us_per_resource']:.1f} |")
+        if policy["resources"] and policy["facts"]:
+            out.append(
+                f"| *the redaction policy, resources never seen / facts kept* | {policy['resources']:.0f} / "
+                f"{policy['facts']:.0f} | {rf['queries']['walked']['resources']} | "
+                f"{policy['resources'] / rf['queries']['walked']['resources']:.1f} / "
+                f"{policy['facts'] / rf['queries']['walked']['resources']:.1f} |"
+            )
+        out.append("")
     if "scaling" in r:
         out += [
             "### Record size (one connection)",
