@@ -363,7 +363,7 @@ def phase_opa(bench: Bench, results: dict[str, Any]) -> None:
     quiet(bench, "Rego floor")
     typical = questions["redact_typical"]
     results["rego_floor"] = {
-        "how": rego_floor.__doc__.split("\n\n")[1].replace("\n", " "),  # type: ignore[union-attr]
+        "how": (rego_floor.__doc__ or "").split("\n\n")[1].replace("\n", " "),
         "queries": rego_floor.measure(
             world.run_dir, OPA_ENV, {"resources": typical["current"], "facts": typical["facts"]}, n
         ),

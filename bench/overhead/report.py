@@ -399,8 +399,10 @@ def render(r: dict[str, Any]) -> str:
             "| query (bench/overhead/floor.rego) | eval µs p50 | resources | µs per resource |",
             "|---|---|---|---|",
         ]
-        for q in rf["queries"].values():
-            out.append(f"| {q['what']} | {q['eval_us_p50']:.0f} | {q['resources']} | {q['us_per_resource']:.1f} |")
+        for row in rf["queries"].values():
+            out.append(
+                f"| {row['what']} | {row['eval_us_p50']:.0f} | {row['resources']} | {row['us_per_resource']:.1f} |"
+            )
         if policy["resources"] and policy["facts"]:
             out.append(
                 f"| *the redaction policy, resources never seen / facts kept* | {policy['resources']:.0f} / "
