@@ -386,10 +386,10 @@ def render(r: dict[str, Any]) -> str:
                 ]
     rf = r.get("rego_floor")
     if rf:
-        ev = r.get("opa_eval", {})
-        policy = {
-            "resources": ev.get("redact_typical", {}).get("opa_eval_us_p50"),
-            "facts": ev.get("redact_typical_facts", {}).get("opa_eval_us_p50"),
+        floor_ev: dict[str, Any] = r.get("opa_eval", {})
+        floor_policy = {
+            "resources": floor_ev.get("redact_typical", {}).get("opa_eval_us_p50"),
+            "facts": floor_ev.get("redact_typical_facts", {}).get("opa_eval_us_p50"),
         }
         out += [
             "### The floor under the redaction: OPA's evaluator on the typical record, whatever the policy",
@@ -403,12 +403,12 @@ def render(r: dict[str, Any]) -> str:
             out.append(
                 f"| {row['what']} | {row['eval_us_p50']:.0f} | {row['resources']} | {row['us_per_resource']:.1f} |"
             )
-        if policy["resources"] and policy["facts"]:
+        if floor_policy["resources"] and floor_policy["facts"]:
             out.append(
-                f"| *the redaction policy, resources never seen / facts kept* | {policy['resources']:.0f} / "
-                f"{policy['facts']:.0f} | {rf['queries']['walked']['resources']} | "
-                f"{policy['resources'] / rf['queries']['walked']['resources']:.1f} / "
-                f"{policy['facts'] / rf['queries']['walked']['resources']:.1f} |"
+                f"| *the redaction policy, resources never seen / facts kept* | {floor_policy['resources']:.0f} / "
+                f"{floor_policy['facts']:.0f} | {rf['queries']['walked']['resources']} | "
+                f"{floor_policy['resources'] / rf['queries']['walked']['resources']:.1f} / "
+                f"{floor_policy['facts'] / rf['queries']['walked']['resources']:.1f} |"
             )
         out.append("")
     if "scaling" in r:
