@@ -61,7 +61,8 @@ _refs_in_contained(references, k) := [ref |
 #   what it is classified into, but for its GP source (`gp_sections`: added when the
 #   record shows it GP-sourced: `gp_meta`, or one of `gp_refs` resolves to a GP practice);
 #   `taints`: sections its signals and labels need; `unreadable`; `refs`: its References
-#   (Patient compartment); `compartment`: the References of its compartment elements
+#   but local ones ("#id", in `local_refs`: they name what the container holds);
+#   `compartment`: the References of its compartment elements
 #   (null when its type is not in the compartment); `gp_practice` and `organization` (a
 #   PractitionerRole's), for resolving other parts' GP sources.
 _part_facts(part, objects, refs) := {
@@ -72,7 +73,8 @@ _part_facts(part, objects, refs) := {
 	"gp_sections": sort(classify.gp_sections(part)),
 	"taints": sort(taints),
 	"unreadable": _unreadable(part, objects),
-	"refs": refs,
+	"refs": [ref | some ref in refs; not _local_ref(ref)],
+	"local_refs": [ref | some ref in refs; _local_ref(ref)],
 	"compartment": _compartment_refs(part),
 	"gp_meta": _gp_meta(part),
 	"gp_refs": _gp_refs(part),
@@ -120,6 +122,8 @@ _contained_shaped(resource) if {
 
 _objects_in(value) := [node | walk(value, [_, node]); is_object(node)]
 
+_local_ref(ref) if startswith(ref.reference, "#")
+
 # What the record-level rules read of a Reference.
 _ref_fact(ref) := object.filter(ref, ["reference", "identifier", "type"])
 
@@ -165,11 +169,13 @@ _gp_reference_fields := {field | some field in classification.gp_reference_field
 
 # The References in a part's source fields (custodian, author, ..., performer[].actor).
 _gp_refs(part) := [_ref_fact(ref) |
-	some field, value in part
-	field in _gp_reference_fields
-	some element in _as_list(value)
+	some field in _gp_reference_fields_in_order
+	some element in _as_list(part[field])
 	some ref in _source_references(element)
 ]
+
+# The source fields in the order of a part's own keys (sorted), looked up one by one.
+_gp_reference_fields_in_order := sort(_gp_reference_fields)
 
 _source_references(element) := [ref | some ref in [element, object.get(element, "actor", null)]; _is_reference(ref)]
 

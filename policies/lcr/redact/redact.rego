@@ -85,7 +85,7 @@ else := facts_of(input.resources[i])
 # itself is read instead, or the question reads nothing).
 _shaped_facts contains i if {
 	some i, facts in input.facts
-	_keys_present(facts, {"resourceType", "id", "key", "shaped", "own", "contained", "identifiers", "uris", "references"})
+	_keys_present(facts, _facts_keys)
 	is_array(facts.identifiers)
 	is_array(facts.uris)
 	is_array(facts.references)
@@ -96,12 +96,18 @@ _shaped_facts contains i if {
 	}
 }
 
+# The keys facts_of writes (constants: built once per question).
+_facts_keys := {"resourceType", "id", "key", "shaped", "own", "contained", "identifiers", "uris", "references"}
+
+_part_keys := {
+	"resourceType", "id", "supporting", "sections", "gp_sections", "taints", "unreadable", "refs",
+	"local_refs", "compartment", "gp_meta", "gp_refs", "gp_practice", "organization",
+}
+
 _part_shaped(part) if {
-	_keys_present(part, {
-		"resourceType", "id", "supporting", "sections", "gp_sections", "taints", "unreadable", "refs",
-		"compartment", "gp_meta", "gp_refs", "gp_practice", "organization",
-	})
+	_keys_present(part, _part_keys)
 	is_array(part.refs)
+	is_array(part.local_refs)
 	is_array(part.gp_refs)
 }
 
@@ -135,8 +141,6 @@ default _base := null
 
 _base := lower(trim_suffix(trim_space(input.base_url), "/")) if is_string(input.base_url)
 
-_full_url(i) := input.full_urls[i] if is_string(input.full_urls[i])
-
 default _free_text_shown_fact := false
 
 _free_text_shown_fact if _free_text_shown
@@ -151,19 +155,61 @@ _set(values) := {value | some value in values}
 
 # -- record-level facts of every resource, each computed once per question ------------------
 
-# Sections of each resource itself (without its contained ones), its GP source included.
+# What each resource itself (without its contained ones) names, as sets of resource
+# indexes built in one pass over the record each: another person (_own_other), the
+# resident in a compartment element or no compartment (_own_in_compartment), a GP source
+# (_own_gp). Contained parts are read one by one (_part_shown).
 # regal ignore:prefer-set-or-object-rule
-_own_sections := [_part_sections(facts.own, i) | some i, facts in _facts]
+_own_other := {i | some i, facts in _facts; some ref in facts.own.refs; _naming_other[ref]} | {i |
+	some i, facts in _facts
+	some ref in facts.own.local_refs
+	_other_person(ref, i)
+}
+
+# regal ignore:prefer-set-or-object-rule
+_own_in_compartment := ({i | some i, facts in _facts; facts.own.compartment == null} | {i |
+	some i, facts in _facts
+	some ref in facts.own.compartment
+	_naming_resident[ref]
+}) | {i |
+	some i, facts in _facts
+	some ref in facts.own.compartment
+	not _record_refs[ref] # a local one
+	_names_resident(ref, i)
+}
+
+# regal ignore:prefer-set-or-object-rule
+_own_gp := ({i | some i, facts in _facts; facts.own.gp_meta} | {i |
+	some i, facts in _facts
+	some ref in facts.own.gp_refs
+	_naming_gp[ref]
+}) | {i |
+	some i, facts in _facts
+	some ref in facts.own.gp_refs
+	not _record_refs[ref] # a local one
+	_gp_reference(ref, i)
+}
+
+# Sections of each resource itself, its GP source included.
+# regal ignore:prefer-set-or-object-rule
+_own_sections := [_own_sections_at(i, facts.own) | some i, facts in _facts]
+
+_own_sections_at(i, own) := _set(own.sections) | _set(own.gp_sections) if i in _own_gp
+
+else := _set(own.sections)
 
 # Entries each resource itself references.
 # regal ignore:prefer-set-or-object-rule
-_own_targets := [_entries_referenced(facts.own.refs, i) | some i, facts in _facts]
+_own_targets := [_entries_referenced(facts.own.refs) | some facts in _facts]
 
-_entries_referenced(references, i) := {target[1] |
+# A local Reference ("#id", not among refs) names a contained resource, never an entry.
+_entries_referenced(references) := {j |
 	some ref in references
-	some target in _ref_targets(ref, i)
-	target[0] == "entry"
+	some j in _entries_of[ref]
 }
+
+# regal ignore:prefer-set-or-object-rule
+_entries_of := {ref: {target[1] | some target in _targets_of[ref]; target[0] == "entry"} | some ref in _record_refs}
 
 # -- classification of each part ----------------------------------------------------------
 
@@ -179,7 +225,7 @@ _part_shown(part, sections, i) if {
 	part.resourceType != "Patient" # only the resident's own, as the header
 
 	not part.unreadable
-	_only_this_resident(part.refs, i)
+	_only_this_resident(part, i)
 	count(sections & _allowed) > 0
 	count(sections - _permitted) == 0
 }
@@ -192,12 +238,19 @@ _taint_free(part) if {
 
 # -- which resources leave ---------------------------------------------------------------
 
-_clinical_kept contains i if {
+# As _part_shown, for every resource itself at once.
+# regal ignore:prefer-set-or-object-rule
+_clinical_kept := {i |
 	some i, facts in _facts
 	not i in _headers
 	facts.shaped
-	_in_compartment(facts.own, i)
-	_part_shown(facts.own, _own_sections[i], i)
+	i in _own_in_compartment
+	not facts.own.supporting
+	facts.own.resourceType != "Patient"
+	not facts.own.unreadable
+	not i in _own_other
+	count(_own_sections[i] & _allowed) > 0
+	count(_own_sections[i] - _permitted) == 0
 }
 
 _header_kept contains i if {
@@ -208,24 +261,19 @@ _header_kept contains i if {
 }
 
 # Supporting resources referenced by what leaves, and those they reference in turn.
-_support_kept_1 contains j if {
-	some i in (_clinical_kept | _header_kept)
-	some j in _own_targets[i]
-	_support_ok(j)
-}
+# regal ignore:prefer-set-or-object-rule
+_support_kept_1 := {j | some i in (_clinical_kept | _header_kept); some j in _own_targets[i]; j in _support_ok}
 
-_support_kept_2 contains j if {
-	some i in _support_kept_1
-	some j in _own_targets[i]
-	_support_ok(j)
-}
+# regal ignore:prefer-set-or-object-rule
+_support_kept_2 := {j | some i in _support_kept_1; some j in _own_targets[i]; j in _support_ok}
 
-_support_ok(j) if {
-	facts := _facts[j]
+# regal ignore:prefer-set-or-object-rule
+_support_ok := {j |
+	some j, facts in _facts
 	facts.own.supporting
 	facts.shaped
 	_taint_free(facts.own)
-	_only_this_resident(facts.own.refs, j)
+	not j in _own_other
 }
 
 _is_kept(i) if i in _kept
@@ -252,24 +300,23 @@ _edits(i) := {"remove": [], "mask": [], "parts": []} if not i in _kept
 
 _edits(i) := {
 	"remove": array.concat(
-		[["contained", k] | some k in _removed_contained(i)],
+		[["contained", k] | some k in _removed_at[i]],
 		_free_text_paths(i),
 	),
 	"mask": _mask_paths(i),
-	"parts": [_contained_section(i, k) | some k, _ in _facts[i].contained; not [i, k] in _removed_pairs],
+	"parts": [_contained_section(i, k) | some k, _ in _facts[i].contained; not _removed_at[i][k]],
 } if {
 	i in _kept
 }
 
-# Contained resources that may not leave with their container, as [i, k] pairs.
+# Contained resources of each kept resource that may not leave with it: {i: {k}}.
 # regal ignore:prefer-set-or-object-rule
-_removed_pairs := {[i, k] |
-	some i in _kept
+_removed_at := {i: _removed_in(i) | some i in _kept}
+
+_removed_in(i) := {k |
 	some k, part in _facts[i].contained
 	not _contained_shown(part, i)
 }
-
-_removed_contained(i) := {pair[1] | some pair in _removed_pairs; pair[0] == i}
 
 _contained_shown(part, i) if {
 	_in_compartment(part, i)
@@ -279,7 +326,7 @@ _contained_shown(part, i) if {
 _contained_shown(part, i) if {
 	part.supporting
 	_taint_free(part)
-	_only_this_resident(part.refs, i)
+	_only_this_resident(part, i)
 }
 
 _contained_section(i, k) := "supporting" if _facts[i].contained[k].supporting
@@ -290,16 +337,29 @@ else := _primary(_part_sections(_facts[i].contained[k], i))
 # masked, so a reference never reveals what was withheld.
 _mask_paths(i) := [path |
 	some [path, ref] in _facts[i].references
+	not _kept_refs[ref] # most References: decided once for the record
 	not _in_removed(path, i)
 	not _reference_kept(ref, i)
 ]
 
 _in_removed(path, i) if {
 	path[0] == "contained"
-	[i, path[1]] in _removed_pairs
+	_removed_at[i][path[1]]
 }
 
+# A Reference other than a local one resolves the same in every resource: whether it is
+# kept is decided once per distinct Reference of the record.
+_reference_kept(ref, _) if _kept_refs[ref]
+
 _reference_kept(ref, i) if {
+	_local(ref)
+	_reference_kept_in(ref, i)
+}
+
+# regal ignore:prefer-set-or-object-rule
+_kept_refs := {ref | some ref in _record_refs; _reference_kept_in(ref, -1)}
+
+_reference_kept_in(ref, i) if {
 	found := _ref_targets(ref, i)
 	count(found) > 0
 	every target in found {
@@ -313,7 +373,7 @@ _target_kept(["entry", j], _) if j in _kept
 _target_kept(["contained", id], i) if {
 	some k, part in _facts[i].contained
 	part.id == id
-	not [i, k] in _removed_pairs
+	not _removed_at[i][k]
 }
 
 # -- free text and extensions ------------------------------------------------------------

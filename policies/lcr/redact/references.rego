@@ -25,7 +25,7 @@ _by_key := object.union_n([{facts.key: {format_int(i, 10): i}} |
 ])
 
 _by_url := object.union_n(array.concat(
-	[{_canonical_url(url): {format_int(i, 10): i}} | some i, _ in _facts; url := _full_url(i)],
+	[{_canonical_url(url): {format_int(i, 10): i}} | some i, _ in _facts; url := input.full_urls[i]; is_string(url)],
 	[{own_uri: {format_int(i, 10): i}} |
 		some i, facts in _facts
 		some own_uri in facts.uris
@@ -51,10 +51,12 @@ _canonical_url(url) := lower(trim_space(url))
 # computed once per distinct Reference of the record (_record_refs), then looked up.
 _local(ref) if startswith(ref.reference, "#")
 
-_record_refs contains ref if {
+# The parts' References, local ones apart (facts.rego): every other Reference of the record.
+# regal ignore:prefer-set-or-object-rule
+_record_refs := {ref | some facts in _facts; some ref in facts.own.refs} | {ref |
 	some facts in _facts
-	some [_, ref] in facts.references
-	not _local(ref)
+	some part in facts.contained
+	some ref in part.refs
 }
 
 # regal ignore:prefer-set-or-object-rule
@@ -73,27 +75,6 @@ _naming_gp := {ref | some ref in _record_refs; _gp_reference(ref, -1)}
 _ref_targets(ref, i) := _targets_of[ref] if i == i
 
 else := targets(ref, i)
-
-_is_other(ref, _) if _naming_other[ref]
-
-_is_other(ref, i) if {
-	not _record_refs[ref]
-	_other_person(ref, i)
-}
-
-_is_resident(ref, _) if _naming_resident[ref]
-
-_is_resident(ref, i) if {
-	not _record_refs[ref]
-	_names_resident(ref, i)
-}
-
-_is_gp(ref, _) if _naming_gp[ref]
-
-_is_gp(ref, i) if {
-	not _record_refs[ref]
-	_gp_reference(ref, i)
-}
 
 # METADATA
 # title: Targets of a reference
@@ -123,12 +104,8 @@ _string_targets(ref, _) := set() if not _is_reference_string(ref)
 # regal ignore:prefer-set-or-object-rule
 _resolved := {reference: {["entry", j] | some j in _entry_targets(reference)} | some reference in _reference_strings}
 
-_reference_strings contains ref.reference if {
-	some facts in _facts
-	some [_, ref] in facts.references
-	is_string(ref.reference)
-	not startswith(ref.reference, "#")
-}
+# regal ignore:prefer-set-or-object-rule
+_reference_strings := {ref.reference | some ref in _record_refs; is_string(ref.reference)}
 
 _is_reference_string(ref) if is_string(ref.reference)
 
@@ -222,17 +199,23 @@ _other_person(ref, i) if {
 
 # -- the Patient compartment ------------------------------------------------------------
 
-# Nothing in the resource names another person.
-_only_this_resident(references, i) if {
-	every ref in references {
-		not _is_other(ref, i)
+# Nothing in the part names another person. Its References but local ones are among the
+# record's (_record_refs), each judged once: compared as sets.
+_only_this_resident(part, i) if {
+	count(_set(part.refs) & _naming_other) == 0
+	every ref in part.local_refs {
+		not _other_person(ref, i)
 	}
 }
 
-# A type of the compartment must name the resident through one of its elements.
+# A type of the compartment must name the resident through one of its elements (values
+# that are not References name no one).
+_in_compartment(part, _) if count(_set(part.compartment) & _naming_resident) > 0
+
 _in_compartment(part, i) if {
 	some ref in part.compartment
-	_is_resident(ref, i)
+	not _record_refs[ref] # a local one
+	_names_resident(ref, i)
 }
 
 _in_compartment(part, _) if part.compartment == null
@@ -241,9 +224,12 @@ _in_compartment(part, _) if part.compartment == null
 
 _gp_sourced(part, _) if part.gp_meta
 
+_gp_sourced(part, _) if count(_set(part.gp_refs) & _naming_gp) > 0
+
 _gp_sourced(part, i) if {
 	some ref in part.gp_refs
-	_is_gp(ref, i)
+	not _record_refs[ref] # a local one
+	_gp_reference(ref, i)
 }
 
 _gp_reference(ref, i) if {
