@@ -217,6 +217,9 @@ def start_opa(
             str(config),
             "--log-level",
             "info",
+            # Every decision with its input in the log: questions to replay against a changed
+            # policy (python -m bench.overhead.policy_steps --same-answers).
+            *(["--set", "decision_logs.console=true"] if os.environ.get("LCR_TEST_OPA_DECISION_LOGS") else []),
         ],
         f"http://127.0.0.1:{port}",
         ready_path,
