@@ -131,6 +131,18 @@ def _logged_questions(log: Path) -> Iterator[tuple[dict[str, Any], list[Any]]]:
             yield question, [(entry.get("result") or {}).get(k) for k in CORE]
 
 
+def _normalised(answer: list[Any]) -> list[Any]:
+    """[sections, keep, edits] with each edit's removals sorted: the sidecar applies them in
+    its own order (sidecar/redact.py), so their order in the answer means nothing."""
+    sections, keep, edits = answer
+    if isinstance(edits, list):
+        edits = [
+            {**edit, "remove": sorted(edit.get("remove") or [], key=json.dumps)} if isinstance(edit, dict) else edit
+            for edit in edits
+        ]
+    return [sections, keep, edits]
+
+
 def same_answers(policies: Path, log: Path) -> dict[str, Any]:
     """Replays a decision log's redaction questions against `policies` (served by its own OPA);
     returns {"questions": n, "differing": [decision ids…]}."""
@@ -151,7 +163,8 @@ def same_answers(policies: Path, log: Path) -> dict[str, Any]:
             n += 1
             first = ask({**question, "return_facts": True})
             again = ask(with_facts(question, first)) if "facts" in first else {}
-            if [first.get(k) for k in CORE] != want or [again.get(k) for k in CORE] != want:
+            want = _normalised(want)
+            if _normalised([first.get(k) for k in CORE]) != want or _normalised([again.get(k) for k in CORE]) != want:
                 differing.append(json.dumps(question)[:200])
     finally:
         conn.close()

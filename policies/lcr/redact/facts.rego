@@ -192,20 +192,38 @@ _organization(part) := _ref_fact(part.organization) if {
 #   The paths of the free text and unknown extensions in one resource (contained ones
 #   included), removed for callers not shown free text. Read from the resource alone, so
 #   the sidecar may keep them per policy revision like its facts.
-free_text_of(resource) := [path |
-	walk(resource, [parent, node])
-	is_object(node)
-	some path in _free_text_in(parent, node, _kept_under(parent, resource))
-]
-
-# Under a kept element (a name, an address, a dosage) only unknown extensions and
-# unreadable codings go.
-_free_text_in(parent, node, true) := array.concat(_unrecognised_coding(parent, node), _unknown_extensions(parent, node))
-
-_free_text_in(parent, node, false) := array.flatten([
-	_narrative(parent, node), _unstructured(parent, node),
-	_unrecognised_coding(parent, node), _unknown_extensions(parent, node),
-])
+#   Order: by kind (narrative, unstructured strings, unreadable codings, unknown
+#   extensions), each in walk order; the sidecar applies removals in its own order.
+free_text_of(resource) := array.concat(
+	array.concat(
+		[parent |
+			some [parent, node] in inner
+			object.get(node, "div", null) != null # narrative, whatever shape its div has
+			not _kept_under(parent, resource)
+		],
+		[array.concat(parent, [key]) |
+			some [parent, node] in objects
+			some key, value in node
+			_text_value(value)
+			not _structured(key, value, node)
+			not _kept_under(parent, resource)
+		],
+	),
+	array.concat(
+		[parent | some [parent, node] in inner; _unrecognised_coding(node)],
+		[array.concat(parent, ["extension", k]) |
+			some [parent, node] in objects
+			some k, extension in node.extension
+			not extension.url in classification.known_extensions
+		],
+	),
+) if {
+	# Every object with its path, read once per kind; whether it lies under a kept element
+	# (a name, an address, a dosage: only unknown extensions and unreadable codings go) is
+	# asked only of what would go.
+	objects := [[parent, node] | walk(resource, [parent, node]); is_object(node)]
+	inner := [[parent, node] | some [parent, node] in objects; count(parent) > 0] # but the resource itself
+}
 
 # Whether the object at parent lies under one of its resource type's kept elements
 # (data free_text.kept_under), at the resource's top level or a contained one's.
@@ -215,18 +233,6 @@ _kept_under(parent, resource) if {
 	parent[0] == "contained"
 	parent[2] in object.get(classification.free_text.kept_under, resource.contained[parent[1]].resourceType, [])
 } else := false
-
-# Narrative (text.div, Composition.section.text), whatever shape its div has.
-_narrative(parent, node) := [parent | count(parent) > 0; object.get(node, "div", null) != null]
-
-# Strings (and lists of strings) the policy does not know to be structured: description,
-# title, text, note, valueString, Reference.display, an attachment's data, a code in the
-# wrong place or shape, a date that is not one, ...
-_unstructured(parent, node) := [array.concat(parent, [key]) |
-	some key, value in node
-	_text_value(value)
-	not _structured(key, value, node)
-]
 
 _text_value(value) if is_string(value)
 
@@ -303,11 +309,7 @@ _code_shaped(value) if {
 
 _dated(key) if _date_elements[key]
 
-_dated(key) if endswith(key, "Date")
-
-_dated(key) if endswith(key, "DateTime")
-
-_dated(key) if endswith(key, "Instant")
+_dated(key) if regex.match(`(Date|DateTime|Instant)$`, key)
 
 # regal ignore:prefer-set-or-object-rule
 _structured_strings := {key: true | some key in classification.free_text.structured}
@@ -324,17 +326,10 @@ _date_elements := {key: true | some key in classification.free_text.dates}
 # A coding the policy cannot read (unknown system, or a code not shaped like its
 # system's codes): its code is as opaque as free text. A Quantity (a numeric value with
 # its unit's code) is not a coding.
-_unrecognised_coding(parent, node) := [parent |
-	count(parent) > 0
+_unrecognised_coding(node) if {
 	is_string(node.code)
 	not _quantity(node)
 	not classify.recognised(node)
-]
+}
 
 _quantity(node) if is_number(node.value)
-
-# Extensions the policy does not know.
-_unknown_extensions(parent, node) := [array.concat(parent, ["extension", k]) |
-	some k, extension in node.extension
-	not extension.url in classification.known_extensions
-]
