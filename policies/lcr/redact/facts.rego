@@ -194,30 +194,26 @@ _organization(part) := _ref_fact(part.organization) if {
 #   the sidecar may keep them per policy revision like its facts.
 #   Order: by kind (narrative, unstructured strings, unreadable codings, unknown
 #   extensions), each in walk order; the sidecar applies removals in its own order.
-free_text_of(resource) := array.concat(
-	array.concat(
-		[parent |
-			some [parent, node] in inner
-			object.get(node, "div", null) != null # narrative, whatever shape its div has
-			not _kept_under(parent, resource)
-		],
-		[array.concat(parent, [key]) |
-			some [parent, node] in objects
-			some key, value in node
-			_text_value(value)
-			not _structured(key, value, node)
-			not _kept_under(parent, resource)
-		],
-	),
-	array.concat(
-		[parent | some [parent, node] in inner; _unrecognised_coding(node)],
-		[array.concat(parent, ["extension", k]) |
-			some [parent, node] in objects
-			some k, extension in node.extension
-			not extension.url in classification.known_extensions
-		],
-	),
-) if {
+free_text_of(resource) := array.flatten([
+	[parent |
+		some [parent, node] in inner
+		object.get(node, "div", null) != null # narrative, whatever shape its div has
+		not _kept_under(parent, resource)
+	],
+	[array.concat(parent, [key]) |
+		some [parent, node] in objects
+		some key, value in node
+		_text_value(value)
+		not _structured(key, value, node)
+		not _kept_under(parent, resource)
+	],
+	[parent | some [parent, node] in inner; _unrecognised_coding(node)],
+	[array.concat(parent, ["extension", k]) |
+		some [parent, node] in objects
+		some k, extension in node.extension
+		not extension.url in classification.known_extensions
+	],
+]) if {
 	# Every object with its path, read once per kind; whether it lies under a kept element
 	# (a name, an address, a dosage: only unknown extensions and unreadable codings go) is
 	# asked only of what would go.
