@@ -309,3 +309,111 @@ test_decision_audit_trail_still_needs_an_eligible_care_service if {
 	d := access.decision with input as _audit(manager_elsewhere) with data.roster as _roster
 	d.reasons == ["care_service_lcr_not_enabled"]
 }
+
+# `decision` answers the common case from _resident_status and _clear alone, and anything
+# else from _decision (every rule): the first must hold for the common case, and the two
+# must agree wherever it holds or nearly holds.
+test_common_case_is_decided_by_the_first_body if {
+	access._resident_status == "resident" with input as _input with data.roster as _roster
+	access._clear with input as _input with data.roster as _roster
+	access._resident_status == "resident" with input as object.union(_input, {"action": "menu.read"})
+		with data.roster as _roster
+	access._clear with input as _as({"lcr_access_level": "admin"}) with data.roster as _roster
+}
+
+_near_the_common_case := [
+	_input,
+	_as({"lcr_access_level": "admin"}),
+	_as({"lcr_access_level": "registered_manager"}),
+	_as({"lcr_access_level": "no_access"}),
+	_as({"lcr_access_level": "superuser"}),
+	_as({"lcr_access_level": ""}),
+	_as({"lcr_access_level": 3}),
+	json.remove(_input, ["subject/lcr_access_level"]),
+	_as({"requesting_organization": "VM102"}),
+	_as({"requesting_organization": "VM201"}),
+	_as({"requesting_organization": "VM301"}),
+	_as({"requesting_organization": "VM401"}),
+	_as({"requesting_organization": "VM999"}),
+	_as({"requesting_organization": ""}),
+	_as({"reason_for_request": "research"}),
+	json.remove(_input, ["subject/reason_for_request"]),
+	object.union(_input, {"action": "menu.read"}),
+	object.union(_input, {"action": "audit.read"}),
+	object.union(_input, {"action": "record.write"}),
+	object.remove(_input, ["action"]),
+	_asking(["alerts"]),
+	_asking(["gp_records"]),
+	_asking(["bogus"]),
+	_asking(null),
+	_asking("alerts"),
+	_asking({}),
+	object.remove(_input, ["sections"]),
+	object.union(_input, {"patient": {"nhs_number": "9990000018", "dob": ""}}),
+	object.union(_input, {"patient": {"nhs_number": "9990000018", "dob": 19380412}}),
+	json.remove(_input, ["patient/dob"]),
+	object.union(_input, {"patient": {"nhs_number": "9990000026", "dob": "1938-04-12"}}),
+	object.union(_input, {"requested_record": {"nhs_number": "9990000026"}}),
+	object.union(_input, {"requested_record": {"nhs_number": ""}}),
+	object.union(_input, {"requested_record": null}),
+	json.remove(_input, ["requested_record"]),
+	_history({"no-matching-record": 4}, {}),
+	_history({"no-matching-record": 4}, {"no_legitimate_relationship": 1}),
+	_history({"no-matching-record": "9"}, null),
+	object.union(_input, {"request": {"date": "2024-03-10"}}),
+	object.union(_input, {"request": {"date": "2024-03-11"}}),
+	object.union(_input, {"request": {"date": "2026-02-30"}}),
+	json.remove(_input, ["request/date"]),
+	{},
+]
+
+_rosters := [
+	_roster,
+	{"revision": 7, "care_services": _roster.care_services},
+	{"care_services": _roster.care_services},
+	{"revision": "r"},
+	_one({"status": "respite", "start": "2026-11-01", "end": null}),
+	_one({"status": "respite", "start": "2026-11-01", "end": "2026-11-20"}),
+	_one({"status": "respite", "start": "2026-11-01"}),
+	_one({"status": "resident", "start": "2024-01-01", "end": "2026-11-20"}),
+	_one({"status": "resident", "start": "2026-11-26", "end": null}),
+	_one({"status": "resident", "start": null, "end": null}),
+	_one({"status": "resident", "end": null}),
+	_one({"status": "discharged", "start": "2024-01-01", "end": "2026-11-20"}),
+	_one({"status": "discharged", "start": null, "end": "2026-11-20"}),
+	_one({"status": "pre_admission", "start": "2026-12-20", "end": null}),
+	_one({"status": "waiting_list", "start": "2024-01-01", "end": null}),
+]
+
+test_first_body_agrees_with_every_rule if {
+	every x in _near_the_common_case {
+		access.decision == access._decision with input as x with data.roster as _roster
+	}
+}
+
+test_first_body_agrees_with_every_rule_on_other_rosters if {
+	inputs := [
+		_input, object.union(_input, {"action": "menu.read"}), object.union(_input, {"action": "audit.read"}),
+		object.union(_input, {"requested_record": {"nhs_number": "9990000026"}}),
+	]
+	every roster in _rosters {
+		every x in inputs {
+			access.decision == access._decision with input as x with data.roster as roster
+		}
+	}
+}
+
+test_first_body_agrees_with_every_rule_under_other_data if {
+	every x in _near_the_common_case {
+		access.decision == access._decision with input as x with data.roster as _roster
+			with data.lcr.config.relationship.actions as ["record.read"]
+		access.decision == access._decision with input as x with data.roster as _roster
+			with data.lcr.config.relationship.actions as ["record.read", "menu.read", "audit.read"]
+		access.decision == access._decision with input as x with data.roster as _roster
+			with data.lcr.config.token_binding.required as false
+		access.decision == access._decision with input as x with data.roster as _roster
+			with data.lcr.config.identifier_probing.cool_off_after as 1
+		access.decision == access._decision with input as x with data.roster as _roster
+			with data.lcr.config.access_levels as {"senior_carer": [], "admin": ["alerts"]}
+	}
+}

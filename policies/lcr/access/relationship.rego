@@ -21,15 +21,15 @@ reasons contains "no_legitimate_relationship" if {
 }
 
 reasons contains "token_patient_mismatch" if {
-	input.action in config.token_binding.actions
 	_has_requested_record
 	input.requested_record.nhs_number != input.patient.nhs_number
+	input.action in config.token_binding.actions
 }
 
 reasons contains "requested_record_missing" if {
+	not _has_requested_record
 	input.action in config.token_binding.actions
 	config.token_binding.required == true
-	not _has_requested_record
 }
 
 reasons contains "identifier_probing_cool_off" if {
@@ -39,7 +39,10 @@ reasons contains "identifier_probing_cool_off" if {
 
 default _roster_revision := null
 
-_roster_revision := data.roster.revision if is_string(data.roster.revision)
+_roster_revision := revision if {
+	revision := data.roster.revision
+	is_string(revision)
+}
 
 default _relationship := null
 
@@ -58,56 +61,74 @@ _service_user := data.roster.care_services[input.subject.requesting_organization
 _has_requested_record if _non_empty_string(input.requested_record.nhs_number)
 
 # The request's date in London (the sidecar's input.request.date), as nanoseconds at that
-# date's midnight like every _date.
-_today := _date(input.request.date)
+# date's midnight, like every date of the roster: time.parse_ns("2006-01-02", date), written
+# out in each rule (a function call costs more than the builtin). A malformed date does
+# not parse, so the rule that reads it does not hold.
+_today := time.parse_ns("2006-01-02", input.request.date)
 
-_date(text) := time.parse_ns("2006-01-02", text)
+# The status of the resident of the common case, for `decision`: a current service user
+# by the first rule of _current_service_user (a resident, or on respite, since `start`,
+# no end date yet), named by a non-empty NHS number, the token bound to them. Undefined
+# otherwise (roster_not_loaded, no_legitimate_relationship, patient_identifiers_missing,
+# token_patient_mismatch and requested_record_missing do not apply when it is defined).
+_resident_status := user.status if {
+	user := data.roster.care_services[input.subject.requesting_organization][input.patient.nhs_number]
+	user.status in {"resident", "respite"}
+	not is_string(object.get(user, "end", null))
+	time.parse_ns("2006-01-02", input.request.date) >= time.parse_ns("2006-01-02", user.start)
+	is_string(input.patient.nhs_number)
+	input.patient.nhs_number != ""
+	input.requested_record.nhs_number == input.patient.nhs_number
+}
 
-_days_after(text, days) := time.add_date(_date(text), 0, 0, days)
-
-_grace := config.relationship.discharge_grace_days
-
+# The rules are tried in this order and the first that holds decides (the common case,
+# a resident with no end date, first).
 _current_service_user if {
 	_service_user.status in {"resident", "respite"}
-	_today >= _date(_service_user.start)
-	not _has_end
+	not is_string(object.get(_service_user, "end", null))
+	_today >= time.parse_ns("2006-01-02", _service_user.start)
 }
 
 _current_service_user if {
 	_service_user.status in {"resident", "respite", "discharged"}
-	_today >= _date(_service_user.start)
-	_today <= _days_after(_service_user.end, _grace)
+	_today >= time.parse_ns("2006-01-02", _service_user.start)
+	_today <= _end_of_grace
 }
 
 # A discharge known only by its date (start not recorded).
 _current_service_user if {
 	_service_user.status == "discharged"
-	not _has_start
-	_today <= _days_after(_service_user.end, _grace)
+	not is_string(object.get(_service_user, "start", null))
+	_today <= _end_of_grace
 }
 
 _current_service_user if {
 	_service_user.status == "pre_admission"
-	_today >= _days_after(_service_user.start, 0 - config.relationship.pre_admission_days)
+	start := time.parse_ns("2006-01-02", _service_user.start)
+	_today >= time.add_date(start, 0, 0, 0 - config.relationship.pre_admission_days)
 	_today <= _pre_admission_until
 }
 
-_pre_admission_until := _date(_service_user.end) if _has_end
+# The last day of a stay's discharge grace period (`end` plus discharge_grace_days).
+_end_of_grace := time.add_date(
+	time.parse_ns("2006-01-02", _service_user.end), 0, 0,
+	config.relationship.discharge_grace_days,
+)
 
-_pre_admission_until := _date(_service_user.start) if not _has_end
+_pre_admission_until := time.parse_ns("2006-01-02", _service_user.end) if is_string(_service_user.end)
 
-_has_start if is_string(_service_user.start)
+_pre_admission_until := time.parse_ns("2006-01-02", _service_user.start) if {
+	not is_string(object.get(_service_user, "end", null))
+}
 
-_has_end if is_string(_service_user.end)
-
+# Identifier-probing answers in the caller's history: the counted outcomes and deny reasons
+# (a count that is not a number counts 0).
 _probe_answers := sum([n |
 	some counted in config.identifier_probing.counted_outcomes
-	n := _count(input.history.outcomes, counted)
+	n := input.history.outcomes[counted]
+	is_number(n)
 ]) + sum([n |
 	some counted in config.identifier_probing.counted_reasons
-	n := _count(input.history.reasons, counted)
+	n := input.history.reasons[counted]
+	is_number(n)
 ])
-
-_count(counts, name) := counts[name] if is_number(counts[name])
-
-_count(counts, name) := 0 if not is_number(counts[name])

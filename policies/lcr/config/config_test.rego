@@ -25,8 +25,10 @@ test_access_levels_match_seed_table if {
 	{section | some section in config.access_levels.registered_manager} == _senior | _registered_manager_extra
 }
 
+# The access decision reads each level's list as the set of its sections.
 test_access_levels_list_each_section_once if {
 	every sections in config.access_levels {
+		is_array(sections)
 		count(sections) == count({section | some section in sections})
 	}
 }
