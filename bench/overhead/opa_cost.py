@@ -23,6 +23,7 @@ input shape, each in its own OPA serving the policy folder: what the new checks 
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import io
 import json
@@ -42,17 +43,30 @@ from opa_client.opa import OpaClient
 
 from audit_store.events import utc_timestamp
 from sidecar import fastjson
+from sidecar.devtoken import requested_record
 from sidecar.policy import PolicyClient
+from sidecar.steps import london_date
 from tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
 DECISION_PATH = "/v1/data/lcr/access/decision"
 REDACT_PATH = "/v1/data/lcr/redact/result"
+#: the sidecar's HISTORY_WINDOW_SECONDS (its default): how far back `history` counts
+HISTORY_WINDOW_SECONDS = 3600
 
 
 def decision_input(nhs_number: str, dob: str, level: str = "registered_manager") -> dict[str, Any]:
+    """The access question as the sidecar asks it (sidecar/steps.py `decide`,
+    docs/decision-contract.md): the verified claims of a token bound to the resident
+    (`requested_record`), the resident, the request with its London date, and the
+    caller's last hour from the audit store (`history`). The resident must be a current
+    service user of VM101 in the roster OPA has loaded (world.py admits the benchmark's),
+    or the answer is a denial (no_legitimate_relationship) and the figure measures that.
+    """
     now = int(time.time())
+    when = utc_timestamp()
+    moment = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
     return {
         "subject": {
             "iss": "https://care-app.dev.lcr.example",
@@ -65,15 +79,24 @@ def decision_input(nhs_number: str, dob: str, level: str = "registered_manager")
             "requesting_organization": "VM101",
             "reason_for_request": "directcare",
             "lcr_access_level": level,
+            "requested_record": requested_record(nhs_number),
         },
         "patient": {"nhs_number": nhs_number, "dob": dob},
+        "requested_record": {"nhs_number": nhs_number},
         "action": "record.read",
         "sections": [],
         "request": {
             "id": str(uuid.uuid4()),
-            "time": utc_timestamp(),
+            "time": when,
+            "date": london_date(when),
             "client": "127.0.0.1",
             "purpose": "directcare",
+        },
+        "history": {
+            "window_seconds": HISTORY_WINDOW_SECONDS,
+            "since": utc_timestamp(moment - dt.timedelta(seconds=HISTORY_WINDOW_SECONDS)),
+            "outcomes": {"allowed": 40, "no-matching-record": 1},
+            "reasons": {},
         },
     }
 
@@ -181,13 +204,17 @@ def opa_metrics(opa_url: str, path: str, opa_input: dict[str, Any], n: int = 300
     # the upstream goes back exactly as it came).
     body = fastjson.dumps({"input": opa_input})
     s = _samples(hc, path, body, n, warmup=20)
-    response_bytes = len(fastjson.dumps(hc.post_raw(path, body)["result"]))
+    result = hc.post_raw(path, body)["result"]
     hc.close()
     med = statistics.median
+    # Which path of the access decision was measured (an allow evaluates far fewer rules).
+    answer = {"allow": result["allow"], "reasons": result["reasons"]} if path == DECISION_PATH else {}
     return {
+        **answer,
         "request_bytes": len(body),
-        "result_bytes": response_bytes,
+        "result_bytes": len(fastjson.dumps(result)),
         "opa_eval_us_p50": round(med(s["eval"]), 1),
+        "opa_eval_us_p90": round(sorted(s["eval"])[int(len(s["eval"]) * 0.9)], 1),
         "opa_input_parse_us_p50": round(med(s["parse"]), 1),
         "opa_handler_us_p50": round(med(s["handler"]), 1),
         "round_trip_us_p50": round(med(s["rtt"]), 1),
