@@ -32,14 +32,18 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import math
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
+from bisect import bisect_left, insort
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -361,6 +365,10 @@ class AuditStore(QueuedAppends):
         self._turn_fd: int | None = None  # this process's handle on the writers' lock file
         self._closed = False
         self._readers = threading.local()  # one read connection per thread (recent_activity)
+        # recent_activity's rows per staff member (least recently asked first), this process's
+        self._history: OrderedDict[str, _RecentRows] = OrderedDict()
+        self._history_lock = threading.Lock()
+        self._history_pid = os.getpid()
 
     # -- writing -------------------------------------------------------------------------
 
@@ -574,25 +582,49 @@ class AuditStore(QueuedAppends):
         "reasons": {deny reason: rows}}, counted from committed rows only. What the counts
         mean is the policy's (identifier probing, policies/lcr/access/relationship.rego).
         Raises sqlite3.Error when the store cannot be read.
+
+        Each process remembers the rows it has counted per staff member (`_RecentRows`), so
+        a call reads only the rows committed since that staff member's previous call; the
+        counts are those of every committed row, as one query over the window would give.
         """
         conn = self._reader()
+        remembered = self._recent_rows(subject_id) if _TIMESTAMP.fullmatch(since) else None
+        if remembered is None:
+            return _count(self._rows_since(conn, subject_id, since, None))
+        with remembered.lock:
+            return remembered.counts(conn, self, since)
+
+    def _rows_since(
+        self, conn: sqlite3.Connection, subject_id: str, since: str, upto: int | None
+    ) -> list[tuple[int, str, str, Any]]:
+        """(seq, time, outcome, reasons) of every committed row of this staff member with
+        time >= since (and seq <= upto when given)."""
         # The lookup table holds the older rows indexed by staff member; the rows not yet
         # copied into it (at most a few thousand, above its head) are scanned.
-        rows = conn.execute(
-            f"""SELECT outcome, reasons FROM {TABLE} WHERE seq IN
+        return conn.execute(
+            f"""SELECT seq, time, outcome, reasons FROM {TABLE} WHERE seq IN
                     (SELECT seq FROM {LOOKUP} WHERE subject_id = :sub AND time >= :since)
+                  AND seq <= :upto
                 UNION ALL
-                SELECT outcome, reasons FROM {TABLE}
-                 WHERE seq > (SELECT coalesce(max(seq), 0) FROM {LOOKUP}) AND subject_id = :sub AND time >= :since""",
-            {"sub": subject_id, "since": since},
+                SELECT seq, time, outcome, reasons FROM {TABLE}
+                 WHERE seq > (SELECT coalesce(max(seq), 0) FROM {LOOKUP}) AND subject_id = :sub AND time >= :since
+                   AND seq <= :upto""",
+            {"sub": subject_id, "since": since, "upto": _INT64 - 1 if upto is None else upto},
         ).fetchall()
-        outcomes: dict[str, int] = {}
-        reasons: dict[str, int] = {}
-        for outcome, reasons_json in rows:
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            for reason in json.loads(reasons_json or "[]"):
-                reasons[reason] = reasons.get(reason, 0) + 1
-        return {"outcomes": outcomes, "reasons": reasons}
+
+    def _recent_rows(self, subject_id: str) -> _RecentRows:
+        with self._history_lock:
+            if self._history_pid != os.getpid():  # a forked worker starts its own
+                self._history.clear()
+                self._history_pid = os.getpid()
+            remembered = self._history.get(subject_id)
+            if remembered is None:
+                remembered = self._history[subject_id] = _RecentRows(subject_id)
+                while len(self._history) > HISTORY_SUBJECTS:
+                    self._history.popitem(last=False)
+            else:
+                self._history.move_to_end(subject_id)
+            return remembered
 
     def _reader(self) -> _ReadConnection:
         conn: _ReadConnection | None = getattr(self._readers, "conn", None)
@@ -629,6 +661,146 @@ class AuditStore(QueuedAppends):
             writer.queue.put(_STOP)
             writer.join()
         self.db.close()
+
+
+#: the rows' time format (utc_timestamp); recent_activity remembers rows only for such a `since`
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z", re.ASCII)
+#: staff members whose recent rows a process remembers (least recently asked forgotten first)
+HISTORY_SUBJECTS = 4096
+#: a staff member with more rows than this in the window is counted by the query every time
+HISTORY_ROWS = 100_000
+#: at most this many rows committed since a staff member's previous call are read by seq;
+#: beyond it (a staff member who has not asked for a while in a busy fleet) the indexed
+#: query reads their window again
+HISTORY_SCAN_ROWS = 4096
+#: remembered rows reach this far below the latest `since`, so that a request that started a
+#: little earlier (a smaller `since`, a thread that ran late) is still answered from them
+HISTORY_MARGIN = dt.timedelta(minutes=5)
+#: remembered rows below `since` are let go once there are more than this many
+HISTORY_PRUNE_ROWS = 256
+
+
+class _RecentRows:
+    """One staff member's committed rows, as recent_activity counts them, kept up to date
+    by reading only the rows committed since the last call.
+
+    Invariant: `rows` (sorted by time, then seq) holds every committed row of this staff
+    member with seq <= `seq` and time >= `floor` (compared as text, as SQLite does), and
+    `outcomes` and `reasons` count those with time >= `cut`. A `since` below `floor` reads
+    the window again.
+    """
+
+    def __init__(self, subject_id: str) -> None:
+        self.subject_id = subject_id
+        self.lock = threading.Lock()
+        self.loaded = False
+        self.seq = 0
+        self.floor = ""
+        self.cut = ""
+        self.rows: list[tuple[str, int, str, tuple[Any, ...]]] = []
+        self.outcomes: dict[str, int] = {}
+        self.reasons: dict[Any, int] = {}
+
+    def counts(self, conn: sqlite3.Connection, store: AuditStore, since: str) -> dict[str, dict[str, int]]:
+        head = int(conn.execute(_MAX_SEQ).fetchone()[0])
+        if not self.loaded or since < self.floor or head < self.seq or head - self.seq > HISTORY_SCAN_ROWS:
+            floor = _floor(since)
+            found = store._rows_since(conn, self.subject_id, floor, head)
+            rows = _parsed(found)
+            if rows is None or len(rows) > HISTORY_ROWS:
+                self._forget()
+                return _count(store._rows_since(conn, self.subject_id, since, None))
+            rows.sort()
+            self.rows, self.seq, self.floor, self.cut = rows, head, floor, floor
+            self.outcomes, self.reasons = {}, {}
+            self._add(rows, 1)
+            self.loaded = True
+        elif head > self.seq:
+            found = conn.execute(_ROWS_AFTER, (self.seq, head, self.subject_id, self.floor)).fetchall()
+            new = _parsed(found)
+            if new is None or len(self.rows) + len(new) > HISTORY_ROWS:
+                self._forget()
+                return _count(store._rows_since(conn, self.subject_id, since, None))
+            for row in new:
+                insort(self.rows, row)
+            self._add([r for r in new if r[0] >= self.cut], 1)
+            self.seq = head
+        # Move the cut to `since`: uncount the rows it passes, or count those it goes back over.
+        if since > self.cut:
+            self._add(self.rows[_index(self.rows, self.cut) : _index(self.rows, since)], -1)
+        elif since < self.cut:
+            self._add(self.rows[_index(self.rows, since) : _index(self.rows, self.cut)], 1)
+        self.cut = since
+        # Forget the rows older than the margin below `since` (none of them is counted).
+        if _index(self.rows, since) > HISTORY_PRUNE_ROWS:
+            floor = _floor(since)
+            below = _index(self.rows, floor)
+            if below:
+                del self.rows[:below]
+                self.floor = floor
+        return {"outcomes": dict(self.outcomes), "reasons": dict(self.reasons)}
+
+    def _forget(self) -> None:
+        self.loaded = False
+        self.rows, self.outcomes, self.reasons = [], {}, {}
+
+    def _add(self, rows: list[tuple[str, int, str, tuple[Any, ...]]], step: int) -> None:
+        outcomes, reasons = self.outcomes, self.reasons
+        for _time, _seq, outcome, row_reasons in rows:
+            n = outcomes.get(outcome, 0) + step
+            if n:
+                outcomes[outcome] = n
+            else:
+                del outcomes[outcome]
+            for reason in row_reasons:
+                n = reasons.get(reason, 0) + step
+                if n:
+                    reasons[reason] = n
+                else:
+                    del reasons[reason]
+
+
+_MAX_SEQ = f"SELECT coalesce(max(seq), 0) FROM {TABLE}"
+_ROWS_AFTER = (
+    f"SELECT seq, time, outcome, reasons FROM {TABLE} WHERE seq > ? AND seq <= ? AND subject_id = ? AND time >= ?"
+)
+
+
+def _parsed(found: list[tuple[int, str, str, Any]]) -> list[tuple[str, int, str, tuple[Any, ...]]] | None:
+    """The rows as _RecentRows keeps them; None when one cannot be kept (a time that is not
+    text, `reasons` that are not JSON or hold what cannot be counted): such rows are
+    counted by the query, which fails, as it always did, only while they are in the window."""
+    rows = []
+    try:
+        for seq, at, outcome, reasons in found:
+            row_reasons = tuple(json.loads(reasons or "[]"))
+            hash((outcome, row_reasons))
+            if type(at) is not str:
+                return None
+            rows.append((at, seq, outcome, row_reasons))
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return rows
+
+
+def _floor(since: str) -> str:
+    """HISTORY_MARGIN before `since` (in the rows' time format)."""
+    return utc_timestamp(dt.datetime.fromisoformat(since[:-1] + "+00:00") - HISTORY_MARGIN)
+
+
+def _index(rows: list[tuple[str, int, str, tuple[Any, ...]]], at: str) -> int:
+    """The first row at or after `at`."""
+    return bisect_left(rows, at, key=lambda row: row[0])
+
+
+def _count(found: list[tuple[int, str, str, Any]]) -> dict[str, dict[str, int]]:
+    outcomes: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for _seq, _time, outcome, reasons_json in found:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        for reason in json.loads(reasons_json or "[]"):
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return {"outcomes": outcomes, "reasons": reasons}
 
 
 class _Writer(threading.Thread):
