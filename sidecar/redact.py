@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,18 +55,23 @@ def apply(
     urls = full_urls if full_urls is not None else [None] * len(resources)
     kept: list[dict[str, Any]] = []
     kept_urls: list[str | None] = []
-    counts: Counter[str] = Counter()
+    counts: dict[str, int] = {}
     for resource, url, section, keep, edit in zip(
         resources, urls, classification.sections, classification.keep, classification.edits, strict=False
     ):
         if not keep:
             continue
-        _edit(resource, edit)
+        if edit.get("mask") or edit.get("remove"):  # most resources leave as they are
+            _edit(resource, edit)
         kept.append(resource)
         kept_urls.append(url)
         if section:
-            counts[section] += 1
-        counts.update(part for part in edit.get("parts", []) if isinstance(part, str))
+            counts[section] = counts.get(section, 0) + 1
+        parts = edit.get("parts")
+        if parts:
+            for part in parts:
+                if isinstance(part, str):
+                    counts[part] = counts.get(part, 0) + 1
     return Redacted(kept, kept_urls, dict(sorted(counts.items())), len(resources) - len(kept))
 
 
