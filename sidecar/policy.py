@@ -60,14 +60,14 @@ class _ClassificationCache(Lru[bytes, Classification]):
     evaluation. Bounded (LRU); a new revision never hits the old entries.
     """
 
-    def key(self, revision: str, question: dict[str, Any], digests: list[bytes]) -> bytes | None:
+    def key(self, revision: str, question: dict[str, Any], resources: list[dict[str, Any]]) -> bytes | None:
         if not self.entries or not _cacheable(revision):
             return None  # only one identified bundle makes a stable key
-        # The question but for its resources, then each resource's digest (_Resource): the
-        # record is serialised once, for its digests, not again for this key.
-        key = hashlib.blake2b(fastjson.dumps([revision, question]), digest_size=32)
-        for digest in digests:
-            key.update(digest)
+        # The question but for its resources, then the resources, each serialised as a
+        # whole (a JSON text ends where it ends: the two cannot run into each other). One
+        # pass over the record: a view answered from here serialises no resource on its own.
+        key = hashlib.sha256(fastjson.dumps([revision, question]))
+        key.update(fastjson.dumps(resources))
         return key.digest()
 
 
@@ -239,11 +239,11 @@ class PolicyClient:
             "base_url": base_url,
             "full_urls": full_urls,
         }
-        parts = [_resource(r) for r in resources]
-        key = self._cache.key(decision.revision, question, [p.digest for p in parts])
+        key = self._cache.key(decision.revision, question, resources)
         cached = self._cache.get(key) if key is not None else None
         if cached is not None:
             return cached
+        parts = [_resource(r) for r in resources]
         use_facts = bool(self._facts.entries) and _cacheable(decision.revision)
         classification, revision, sent_facts = self._redact(decision, question, parts, use_facts)
         if sent_facts and revision != decision.revision:
@@ -336,15 +336,21 @@ def _resource(resource: dict[str, Any]) -> _Resource:
 
 
 def _edit_shaped(edit: Any) -> bool:
-    return (
-        isinstance(edit, dict)
-        and all(
-            isinstance(edit.get(name), list)
-            and all(isinstance(p, list) and p and all(isinstance(s, (str, int)) for s in p) for p in edit[name])
-            for name in ("remove", "mask")
-        )
-        and _strings(edit.get("parts"))
-    )
+    """{"remove": [path], "mask": [path], "parts": [str]}, each path a non-empty list of
+    keys and indexes. Loops, not nested all(): it runs for every resource of every answer."""
+    if not isinstance(edit, dict):
+        return False
+    for name in ("remove", "mask"):
+        paths = edit.get(name)
+        if not isinstance(paths, list):
+            return False
+        for path in paths:
+            if not isinstance(path, list) or not path:
+                return False
+            for step in path:
+                if not isinstance(step, (str, int)):
+                    return False
+    return _strings(edit.get("parts"))
 
 
 def _strings(value: Any) -> TypeGuard[list[str]]:
