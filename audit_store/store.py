@@ -769,18 +769,31 @@ _ROWS_AFTER = (
 def _parsed(found: list[tuple[int, str, str, Any]]) -> list[tuple[str, int, str, tuple[Any, ...]]] | None:
     """The rows as _RecentRows keeps them; None when one cannot be kept (a time that is not
     text, `reasons` that are not JSON or hold what cannot be counted): such rows are
-    counted by the query, which fails, as it always did, only while they are in the window."""
+    counted by the query, which fails, as it always did, only while they are in the window.
+    Rows share their outcome and reasons objects (a few distinct values among many rows)."""
     rows = []
     try:
         for seq, at, outcome, reasons in found:
-            row_reasons = tuple(json.loads(reasons or "[]"))
-            hash((outcome, row_reasons))
+            row_reasons = _REASONS.get(reasons)
+            if row_reasons is None:
+                row_reasons = tuple(json.loads(reasons or "[]"))
+                hash((outcome, row_reasons))
+                if len(_REASONS) >= 1024:
+                    _REASONS.clear()
+                _REASONS[reasons] = row_reasons
             if type(at) is not str:
                 return None
-            rows.append((at, seq, outcome, row_reasons))
+            rows.append((at, seq, _OUTCOMES.setdefault(outcome, outcome), row_reasons))
     except (ValueError, TypeError, RecursionError):
         return None
+    if len(_OUTCOMES) >= 1024:
+        _OUTCOMES.clear()
     return rows
+
+
+#: shared parsed values of recent_activity's rows (bounded: cleared when full)
+_REASONS: dict[Any, tuple[Any, ...]] = {}
+_OUTCOMES: dict[Any, Any] = {}
 
 
 def _floor(since: str) -> str:
