@@ -308,6 +308,21 @@ def test_postgres_recent_activity_counts_the_whole_fleets_rows(make_store, backe
     }
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_recent_activity_counts_every_row_of_repeated_outcomes_and_reasons(make_store, backend):
+    """Rows that share their outcome and reasons (most of a caller's hour) each count."""
+    store = make_store()
+    rows = [("denied", ["no_legitimate_relationship"])] * 5 + [("denied", ["no_legitimate_relationship", "x"])] * 3
+    rows += [("allowed", [])] * 2 + [("no-matching-record", [])] * 4
+    for i, (outcome, reasons) in enumerate(rows):
+        store.append(event(i, subject_id="staff-x", outcome=outcome, reasons=reasons))
+    store.append(event(len(rows), subject_id="staff-y", outcome="denied", reasons=["x"]))
+    assert store.recent_activity("staff-x", "2026-11-25") == {
+        "outcomes": {"denied": 8, "allowed": 2, "no-matching-record": 4},
+        "reasons": {"no_legitimate_relationship": 8, "x": 3},
+    }
+
+
 def test_postgres_schema_behind_and_no_right_to_migrate_is_not_ready_and_refuses_writes(
     pg_cluster, checkpoint_key, tmp_path
 ):
