@@ -169,13 +169,11 @@ _gp_reference_fields := {field | some field in classification.gp_reference_field
 
 # The References in a part's source fields (custodian, author, ..., performer[].actor).
 _gp_refs(part) := [_ref_fact(ref) |
-	some field in _gp_reference_fields_in_order
-	some element in _as_list(part[field])
+	some field, value in part
+	field in _gp_reference_fields
+	some element in _as_list(value)
 	some ref in _source_references(element)
 ]
-
-# The source fields in the order of a part's own keys (sorted), looked up one by one.
-_gp_reference_fields_in_order := sort(_gp_reference_fields)
 
 _source_references(element) := [ref | some ref in [element, object.get(element, "actor", null)]; _is_reference(ref)]
 

@@ -337,9 +337,9 @@ else := _primary(_part_sections(_facts[i].contained[k], i))
 # masked, so a reference never reveals what was withheld.
 _mask_paths(i) := [path |
 	some [path, ref] in _facts[i].references
-	not _kept_refs[ref] # most References: decided once for the record
+	not _kept_refs[ref]
 	not _in_removed(path, i)
-	not _reference_kept(ref, i)
+	not _local_kept(ref, i)
 ]
 
 _in_removed(path, i) if {
@@ -348,10 +348,9 @@ _in_removed(path, i) if {
 }
 
 # A Reference other than a local one resolves the same in every resource: whether it is
-# kept is decided once per distinct Reference of the record.
-_reference_kept(ref, _) if _kept_refs[ref]
-
-_reference_kept(ref, i) if {
+# kept is decided once per distinct Reference of the record (_kept_refs); a local one
+# ("#id") in the resource that holds it.
+_local_kept(ref, i) if {
 	_local(ref)
 	_reference_kept_in(ref, i)
 }
